@@ -1,0 +1,99 @@
+"""The scan index: a SQLite cache of what a folder scan learnt about each file, so that an
+unchanged file (same path, size and mtime) is never read again.
+
+Rows: path, size, mtime_ns, kind ('dicom' | 'raster'), header (JSON) or error (text).
+A cache that cannot be opened (read-only folder, corrupt file) is reported once and the scan
+goes on without it; the file is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    size: int
+    mtime_ns: int
+    kind: str
+    header: dict[str, Any] | None
+    error: str | None
+
+
+class IndexUnavailable(Exception):
+    pass
+
+
+class ScanIndex:
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=10.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                with self.conn:
+                    self.conn.execute(
+                        "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                        "mtime_ns INTEGER, kind TEXT, header TEXT, error TEXT)"
+                    )
+                    self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise IndexUnavailable(f"{self.path}: made by a newer radview (schema {version})")
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnavailable(f"{self.path}: scan index unusable ({exc}); scanning without it") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def load_prefix(self, root: str) -> dict[str, IndexEntry]:
+        """All cached entries at or below `root` (a file or a folder path)."""
+        prefix = root.rstrip(os.sep) + os.sep
+        try:
+            cur = self.conn.execute(
+                "SELECT path, size, mtime_ns, kind, header, error FROM files WHERE path = ? OR (path >= ? AND path < ?)",
+                (root, prefix, prefix[:-1] + chr(ord(os.sep) + 1)),
+            )
+            out = {}
+            for path, size, mtime, kind, header, error in cur:
+                out[path] = IndexEntry(size, mtime, kind, json.loads(header) if header else None, error)
+            return out
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnavailable(f"{self.path}: scan index unreadable ({exc})") from None
+
+    def put_many(self, rows: list[tuple[str, IndexEntry]]) -> None:
+        if not rows:
+            return
+        try:
+            with self.conn:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, kind, header, error) VALUES (?,?,?,?,?,?)",
+                    [
+                        (p, e.size, e.mtime_ns, e.kind, json.dumps(e.header) if e.header is not None else None, e.error)
+                        for p, e in rows
+                    ],
+                )
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnavailable(f"{self.path}: cannot write scan index ({exc})") from None
+
+    def forget_missing(self, root: str, present: set[str]) -> None:
+        """Drop cached rows under root whose files are gone."""
+        gone = [p for p in self.load_prefix(root) if p not in present]
+        if gone:
+            try:
+                with self.conn:
+                    self.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+            except sqlite3.DatabaseError as exc:
+                raise IndexUnavailable(f"{self.path}: cannot write scan index ({exc})") from None

@@ -1,0 +1,43 @@
+"""Shared fixtures. Every test gets its own RADVIEW_HOME; the GUI runs offscreen."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Two cores on CI: keep torch from oversubscribing when several things run.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SHARED_DATA = (Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def radview_home(tmp_path_factory, monkeypatch) -> Path:
+    home = tmp_path_factory.mktemp("radview_home")
+    monkeypatch.setenv("RADVIEW_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data (real data beside the project); skips where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs real data in {SHARED_DATA} (absent on this machine)")
+    return SHARED_DATA
+
+
+def testdata_file(name: str) -> str:
+    """A file from pydicom's test data / pydicom-data, without any download attempt."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not installed (pydicom-data missing?)")
+    return str(path)
+
+
+@pytest.fixture
+def testdata():
+    return testdata_file

@@ -1,0 +1,161 @@
+"""Bad inputs each give a named error (file + reason) and never stop a scan."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from radview.io import ImageError, load_frame, scan
+
+from dicom_factory import write_dicom
+
+
+def _good_png(path: Path) -> Path:
+    Image.fromarray(np.full((8, 8), 50, np.uint8)).save(path)
+    return path
+
+
+def _make_bad_files(d: Path) -> dict[str, str]:
+    """name -> a fragment the reason must contain."""
+    d.mkdir(parents=True, exist_ok=True)
+    bad: dict[str, str] = {}
+    (d / "empty.dcm").write_bytes(b"")
+    bad["empty.dcm"] = "empty file"
+    full = write_dicom(d / "full.dcm", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)).read_bytes()
+    (d / "full.dcm").unlink()
+    (d / "truncated.dcm").write_bytes(full[: len(full) - 3000])
+    bad["truncated.dcm"] = "truncated pixel data"
+    (d / "header_cut.dcm").write_bytes(full[:200])
+    bad["header_cut.dcm"] = "truncated or corrupt"
+    sr = write_dicom(d / "report.dcm", None, SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11")
+    assert "PixelData" not in pydicom.dcmread(sr)
+    bad["report.dcm"] = "no image"
+    no_px = write_dicom(d / "nopixels.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(no_px)
+    del ds.PixelData
+    ds.save_as(no_px)
+    bad["nopixels.dcm"] = "no pixel data"
+    ts = write_dicom(d / "mpeg.dcm", np.zeros((4, 4), np.uint8))
+    ds = pydicom.dcmread(ts)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([b"\x00" * 16])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(ts)
+    bad["mpeg.dcm"] = "unsupported transfer syntax"
+    nots = write_dicom(d / "nots.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(nots)
+    del ds.file_meta.TransferSyntaxUID
+    ds.save_as(nots, enforce_file_format=False, implicit_vr=False, little_endian=True)
+    bad["nots.dcm"] = "Transfer Syntax"
+    bogus = write_dicom(d / "bogus.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(bogus)
+    ds.Rows = 0
+    ds.save_as(bogus)
+    bad["bogus.dcm"] = "bogus image size"
+    big = write_dicom(d / "bogus2.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(big)
+    ds.Rows, ds.Columns = 5000, 5000
+    ds.save_as(big)
+    bad["bogus2.dcm"] = "truncated pixel data"
+    (d / "fake.png").write_bytes(b"this is a text file, not a PNG at all")
+    bad["fake.png"] = "not a PNG"
+    return bad
+
+
+def test_each_bad_file_names_its_reason_and_the_scan_goes_on(tmp_path):
+    d = tmp_path / "mixed"
+    bad = _make_bad_files(d)
+    _good_png(d / "good.png")
+    write_dicom(d / "good.dcm", np.ones((8, 8), np.uint16), study_uid="5.5")
+    r = scan(d)
+    reasons = {os.path.basename(e.path): e.reason for e in r.errors}
+    for name, fragment in bad.items():
+        assert name in reasons, f"{name} was not reported"
+        assert fragment.lower() in reasons[name].lower(), (name, reasons[name])
+        # opening the file directly gives the same kind of named error
+        with pytest.raises(ImageError) as info:
+            load_frame(d / name)
+        assert str(d / name) in str(info.value)
+    assert {os.path.basename(v.ref.path) for s in r.studies for v in s.views} == {"good.png", "good.dcm"}
+
+
+def test_non_utf8_file_name_is_reported_and_the_rest_loads(tmp_path):
+    d = tmp_path / "names"
+    d.mkdir()
+    _good_png(d / "ok.png")
+    raw = os.path.join(os.fsencode(d), b"caf\xe9.png")
+    with open(raw, "wb") as fh:
+        fh.write((d / "ok.png").read_bytes())
+    r = scan(d)
+    assert len(r.studies) == 1
+    assert len(r.errors) == 1 and "UTF-8" in r.errors[0].reason and "caf" in r.errors[0].path
+    r.errors[0].path.encode("utf-8")  # printable
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX permissions")
+def test_unreadable_file_and_folder(tmp_path):
+    """Permissions do not bind root, so as root the scan runs in a forked child that drops to
+    'nobody' (no exec needed: the child keeps the already-imported modules)."""
+    import json
+
+    base = Path("/tmp") / f"radview-perm-{os.getpid()}" if os.geteuid() == 0 else tmp_path
+    shutil.rmtree(base, ignore_errors=True)
+    d = base / "perm"
+    (d / "locked").mkdir(parents=True)
+    _good_png(d / "ok.png")
+    _good_png(d / "secret.png")
+    _good_png(d / "locked" / "inside.png")
+    os.chmod(d / "secret.png", 0o000)
+    os.chmod(d / "locked", 0o000)
+    for p in (base, d):
+        os.chmod(p, 0o777)
+    uid = gid = None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root and there is no 'nobody' user to drop to")
+        uid, gid = nobody.pw_uid, nobody.pw_gid
+    import radview.io.studies  # noqa: F401 - loaded before the fork
+
+    r_fd, w_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r_fd)
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            res = scan(d, use_index=False)
+            data = json.dumps({"views": [v.ref.path for s in res.studies for v in s.views],
+                               "errors": [[e.path, e.reason] for e in res.errors]}).encode()
+            os.write(w_fd, data)
+        finally:
+            os._exit(0)
+    os.close(w_fd)
+    chunks = []
+    while chunk := os.read(r_fd, 65536):
+        chunks.append(chunk)
+    os.close(r_fd)
+    os.waitpid(pid, 0)
+    os.chmod(d / "locked", 0o755)
+    os.chmod(d / "secret.png", 0o644)
+    res = json.loads(b"".join(chunks))
+    shutil.rmtree(base, ignore_errors=True)
+    assert [os.path.basename(p) for p in res["views"]] == ["ok.png"]
+    reasons = {os.path.basename(p): r for p, r in res["errors"]}
+    assert "permission denied" in reasons["secret.png"]
+    assert "permission denied" in reasons["locked"]
