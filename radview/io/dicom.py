@@ -102,25 +102,82 @@ def _read(path: str, fh, *, stop_before_pixels: bool):
     (the caller only passes files whose name or content says DICOM)."""
     import pydicom
 
+    pos = fh.tell()
+    head = fh.read(132)
+    fh.seek(pos)
+    has_magic = len(head) == 132 and head[128:132] == b"DICM"
     try:
-        ds = pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=not is_dicom_file(path))
+        ds = pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=not has_magic)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken files
         raise ImageError(path, f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
     if len(ds) == 0:
-        if is_dicom_file(path):
+        if has_magic:
             raise ImageError(path, "truncated or corrupt DICOM file (nothing after the file meta header)")
         raise ImageError(path, "not a DICOM file (no DICM preamble and no data elements)")
     return ds
 
 
+_HEADER_TAGS: list[tuple[int, str, str]] | None = None
+_STRING_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UI", "UC", "UR", "UT"}
+
+
+def _header_tags() -> list[tuple[int, str, str]]:
+    global _HEADER_TAGS
+    if _HEADER_TAGS is None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        _HEADER_TAGS = [(int(tag_for_keyword(kw)), kw, dictionary_VR(tag_for_keyword(kw))) for kw in HEADER_KEYWORDS]
+    return _HEADER_TAGS
+
+
+def _fast_value(raw, vr: str, little: bool) -> Any:
+    """Decode a raw element value without pydicom's conversion machinery (the scan's hot
+    path); None where the generic path must do it."""
+    data = raw.value
+    if not isinstance(data, bytes):
+        return None
+    if vr in _STRING_VRS or vr == "PN":
+        text = data.decode("latin-1").strip("\x00 ")
+        return text.split("\\") if "\\" in text else text
+    if vr == "US" and len(data) == 2:
+        return int.from_bytes(data, "little" if little else "big")
+    if vr == "IS":
+        try:
+            parts = [int(x) for x in data.decode("ascii").strip("\x00 ").split("\\") if x.strip()]
+        except ValueError:
+            return None
+        return parts[0] if len(parts) == 1 else parts
+    if vr == "DS":
+        try:
+            parts = [float(x) for x in data.decode("ascii").strip("\x00 ").split("\\") if x.strip()]
+        except ValueError:
+            return None
+        return parts[0] if len(parts) == 1 else parts
+    return None
+
+
 def _header_dict(ds) -> dict[str, Any]:
     header: dict[str, Any] = {}
-    for kw in HEADER_KEYWORDS:
-        if kw in ds:
+    store = ds._dict  # raw elements, not yet converted
+    little = getattr(ds, "original_encoding", (None, True))[1] is not False
+    charset = store.get(0x00080005)
+    plain_text = charset is None or (isinstance(getattr(charset, "value", None), bytes)
+                                     and charset.value.strip(b"\x00 ") in (b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"))
+    for tag, kw, vr in _header_tags():
+        elem = store.get(tag)
+        if elem is None:
+            continue
+        value = None
+        if type(elem).__name__ == "RawDataElement" and (plain_text or vr not in ("PN", "LO", "SH", "LT", "ST", "UT", "UC")):
+            value = _fast_value(elem, elem.VR or vr, little)
+        if value is None:
             try:
-                header[kw] = _value(ds[kw].value)
+                value = _value(ds[tag].value)
             except Exception:  # noqa: BLE001 - a malformed optional element is not fatal
                 continue
+        if value == "" or value == []:
+            continue
+        header[kw] = value
     meta = getattr(ds, "file_meta", None)
     header["TransferSyntaxUID"] = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     return header
