@@ -127,13 +127,30 @@ def _reduce(img: np.ndarray, max_size: int | None) -> np.ndarray:
     from PIL import Image
 
     pil = Image.fromarray(img)
-    factor = math.ceil(max(h, w) / max_size)
+    factor = max(h, w) // max_size
     if factor > 1:
         pil = pil.reduce(factor)
     if max(pil.size) > max_size:
         scale = max_size / max(pil.size)
         pil = pil.resize((max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale))), Image.BILINEAR)
     return np.asarray(pil)
+
+
+def block_mean(stored: np.ndarray, k: int) -> np.ndarray:
+    """Box-filter an integer (or float) image by an integer factor k, keeping its dtype
+    (values rounded), so that the display LUT can still index it. Edges that do not fill a
+    whole block are dropped (at most k-1 pixels)."""
+    if k <= 1:
+        return stored
+    h, w = (stored.shape[0] // k) * k, (stored.shape[1] // k) * k
+    acc_dtype = np.float64 if stored.dtype.kind == "f" else np.int64
+    acc = np.zeros((h // k, w // k) + stored.shape[2:], dtype=acc_dtype)
+    for dy in range(k):
+        for dx in range(k):
+            acc += stored[dy:h:k, dx:w:k]
+    if stored.dtype.kind == "f":
+        return (acc / (k * k)).astype(stored.dtype)
+    return ((acc + (k * k) // 2) // (k * k)).astype(stored.dtype)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -160,6 +177,12 @@ def display_image(
                 lut = 255.0 - lut
             img = np.take(lut.astype(np.uint8), img)
         return _reduce(np.ascontiguousarray(img), max_size)
+    if max_size and max(frame.shape) >= 2 * max_size:
+        # reduce the stored values first (exact box means), so the LUT runs on fewer pixels
+        from dataclasses import replace
+
+        k = max(frame.shape) // max_size
+        frame = replace(frame, stored=block_mean(frame.stored, k))
     lut = unit_lut(frame, window, invert)
     if lut is not None:
         index, y = lut

@@ -297,10 +297,10 @@ def _group(root: str, good: list[_File], headers: dict[str, dict], label_files: 
     mura_info: dict[str, tuple[str, str, str]] = {}
     singles: list[Study] = []
 
+    dir_kind: dict[str, tuple] = {}  # parent folder -> how its raster files group (computed once)
     for f in good:
         p = f.path
-        norm = os.path.normpath(p)
-        plabel = path_labels.get(norm)
+        plabel = path_labels.get(os.path.normpath(p)) if path_labels else None
         if f.kind == "dicom":
             h = headers.get(p, {})
             pid_stem = Path(p).stem
@@ -324,18 +324,26 @@ def _group(root: str, good: list[_File], headers: dict[str, dict], label_files: 
             if plabel is not None:
                 info["label"] = plabel
             continue
-        mkey = mura_study_key(p.replace(os.sep, "/"))
-        if mkey is not None:
-            stype, patient, study = mkey.split("/")
-            mura_groups[mkey].append(View(ref=ImageRef(p), label=plabel))
-            mura_info[mkey] = (stype, patient, os.path.dirname(p))
-            continue
         parent = os.path.dirname(p)
-        grand = os.path.basename(os.path.dirname(parent)).lower()
-        if grand in SPLIT_NAMES or parent in class_dirs:
-            cls = os.path.basename(parent)
+        kind = dir_kind.get(parent)
+        if kind is None:
+            mkey = mura_study_key(parent.replace(os.sep, "/") + "/")
+            if mkey is not None:
+                kind = ("mura", mkey)
+                mura_info[mkey] = (*mkey.split("/")[:2], parent)
+            else:
+                grand = os.path.basename(os.path.dirname(parent)).lower()
+                if grand in SPLIT_NAMES or parent in class_dirs:
+                    kind = ("class", os.path.basename(parent), grand if grand in SPLIT_NAMES else "")
+                else:
+                    kind = ("flat",)
+            dir_kind[parent] = kind
+        if kind[0] == "mura":
+            mura_groups[kind[1]].append(View(ref=ImageRef(p), label=plabel))
+            continue
+        if kind[0] == "class":
+            cls, split = kind[1], kind[2]
             label = plabel or Label(cls, source="class-folder")
-            split = grand if grand in SPLIT_NAMES else ""
             singles.append(Study(key=p, patient="", study_type="", split=split, label=label,
                                  views=(View(ref=ImageRef(p), label=label),), layout="class"))
             continue
@@ -353,8 +361,8 @@ def _group(root: str, good: list[_File], headers: dict[str, dict], label_files: 
                              views=tuple(views), layout=layout, description=info["desc"]))
     for mkey, views in mura_groups.items():
         stype, patient, folder = mura_info[mkey]
-        views.sort(key=lambda v: _natural(v.ref.path))
-        label = path_labels.get(os.path.normpath(folder)) or mura_labels.get(mkey)
+        views.sort(key=lambda v: (len(v.ref.path), v.ref.path))  # image2 before image10
+        label = (path_labels.get(os.path.normpath(folder)) if path_labels else None) or mura_labels.get(mkey)
         if label is None:
             label = Label(MURA_POSITIVE if mkey.endswith("_positive") else MURA_NEGATIVE, source="mura-folder")
         split = _mura_split(folder)
@@ -378,9 +386,3 @@ def _int(v) -> int:
         return int(v)
     except (TypeError, ValueError):
         return 0
-
-
-def _natural(s: str) -> list:
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
