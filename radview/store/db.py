@@ -1,0 +1,240 @@
+"""SQLite plumbing of the label store: one connection per thread, WAL, foreign keys, busy retry.
+
+`Database.write(fn)` runs `fn(conn)` inside `BEGIN IMMEDIATE ... COMMIT` and retries the whole
+transaction when another writer holds the lock (SQLITE_BUSY), so two programs (the app and the
+CLI) writing at once wait for each other instead of failing with "database is locked".
+`Database.read(fn)` runs `fn(conn)` in a read transaction (one consistent snapshot).
+Every other sqlite3 error comes out as a StoreError naming the file and the reason.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+from urllib.parse import quote
+
+from radview.store import schema
+from radview.store.errors import StoreError, describe, is_busy
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 2000  # SQLite's own wait inside one statement
+
+
+class Database:
+    """A SQLite file with the label-store schema. Thread-safe: each thread gets its own
+    connection (created on first use, closed by close()). Process-safe: a forked child opens
+    its own connections."""
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0, readonly: bool = False,
+                 pragmas: dict[str, Any] | None = None) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.timeout = float(timeout)
+        self.readonly = readonly
+        self.pragmas = dict(pragmas or {})
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._closed = False
+        if not readonly:
+            self._prepare_folder()
+        self.conn()  # open now: problems surface at construction, not at the first click
+        if not readonly:
+            self._migrate()
+
+    # ------------------------------------------------------------------ connections
+    def _prepare_folder(self) -> None:
+        folder = self.path.parent
+        if not folder.is_dir():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(self.path, f"cannot create its folder ({exc.strerror or exc})",
+                                 action="open") from exc
+        if self.path.is_dir():
+            raise StoreError(self.path, "it is a folder, not a file", action="open")
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            # SQLite would silently open it read-only and fail at the first correction
+            raise StoreError(self.path, "the file is read-only", action="open",
+                             hint="the file was left unchanged; open it with readonly=True to "
+                                  "see its labels; images can still be viewed without the store")
+
+    def conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(self.path, "the store was closed", action="use")
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = self._connect()
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + self.timeout
+        immutable = False
+        while True:
+            conn = None
+            try:
+                if self.readonly:
+                    uri = f"file:{quote(str(self.path))}?mode=ro" + ("&immutable=1" if immutable else "")
+                    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                           isolation_level=None, check_same_thread=False)
+                else:
+                    conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                           isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                # Look before touching anything: switching to WAL rewrites the file header.
+                self._check_file(conn)
+                if not self.readonly:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise StoreError(self.path, f"cannot switch to WAL journal (got {mode!r})",
+                                         action="open")
+                    # FULL: a correction whose call returned survives a crash or power loss.
+                    conn.execute("PRAGMA synchronous = FULL")
+                else:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                for name, value in self.pragmas.items():
+                    if not name.replace("_", "").isalnum():
+                        raise ValueError(f"bad pragma name {name!r}")
+                    conn.execute(f"PRAGMA {name} = {int(value) if isinstance(value, bool) else value}")
+                return conn
+            except (StoreError, ValueError):
+                if conn is not None:
+                    conn.close()
+                raise
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                if is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01 + random.random() * 0.05)
+                    continue
+                if self.readonly and not immutable and not _has_wal(self.path):
+                    immutable = True  # read-only folder: no -shm can be made; nothing can change
+                    continue
+                raise describe(exc, self.path, "open") from exc
+
+    def close(self) -> None:
+        """Close every connection of every thread (call when done; safe to call twice)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._closed = True
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ transactions
+    def write(self, fn: Callable[[sqlite3.Connection], T], action: str = "save changes") -> T:
+        """Run fn(conn) in one write transaction; retried while another writer holds the lock."""
+        if self.readonly:
+            raise StoreError(self.path, "it was opened read-only", action=action)
+        return self._run(fn, "BEGIN IMMEDIATE", action)
+
+    def read(self, fn: Callable[[sqlite3.Connection], T], action: str = "read") -> T:
+        """Run fn(conn) in one read transaction (a consistent snapshot)."""
+        return self._run(fn, "BEGIN", action)
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], begin: str, action: str) -> T:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.002
+        while True:
+            conn = self.conn()
+            try:
+                conn.execute(begin)
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+            except sqlite3.Error as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.1)
+                    continue
+                raise describe(exc, self.path, action) from exc
+
+    # ------------------------------------------------------------------ schema
+    def _check_version(self, header: tuple[int, int, int]) -> None:
+        version, app_id, n_tables = header
+        if version > schema.LATEST:
+            raise StoreError(self.path, f"it was made by a newer radview (schema version {version}, "
+                             f"this radview knows up to {schema.LATEST})", action="open",
+                             hint="the file was left unchanged; update radview")
+        if app_id not in (0, schema.APPLICATION_ID):
+            raise StoreError(self.path, f"it is not a radview label store (application id {app_id:#x})",
+                             action="open", hint="the file was left unchanged")
+
+    def _check_file(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
+        version, app_id, n_tables = header = _header(conn)
+        self._check_version(header)
+        if version == 0 and n_tables:
+            names = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+            if not names <= schema.OUR_TABLES:
+                raise StoreError(self.path, "it is a SQLite file of another program "
+                                 f"(tables {', '.join(sorted(names)[:5])})", action="open",
+                                 hint="the file was left unchanged")
+        return header
+
+    def _migrate(self) -> None:
+        def migrate(conn: sqlite3.Connection) -> None:
+            version, app_id, n_tables = self._check_file(conn)
+            for i in range(version, schema.LATEST):
+                for statement in _statements(schema.MIGRATIONS[i]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {i + 1}")
+            if version < schema.LATEST:
+                conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+
+        header = self.read(_header, "open")
+        self._check_version(header)
+        if header[0] < schema.LATEST:
+            self.write(migrate, "create or upgrade the schema")
+
+    def integrity_check(self) -> str:
+        """'ok' or SQLite's list of problems."""
+        rows = self.read(lambda c: c.execute("PRAGMA integrity_check").fetchall(), "check")
+        return "\n".join(str(r[0]) for r in rows)
+
+
+def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    n_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return int(version), int(app_id), int(n_tables)
+
+
+def _has_wal(path: Path) -> bool:
+    wal = Path(str(path) + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would COMMIT our transaction)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
