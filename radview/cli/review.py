@@ -1,0 +1,241 @@
+"""`radview review PATH --model NAME [--labels CSV] [--top K] [--json] [--report DIR]`.
+
+Scans PATH, takes labels from the folder layout, the label store (corrections always win) or
+--labels, predicts what the store's prediction cache lacks, and prints accuracy, Cohen's kappa
+and AUROC with bootstrap 95% CIs, sensitivity/specificity at the threshold, per study type and
+per class, the confusion matrix, the most confused pairs and the top-K losses.
+
+Labels, weakest first: the folder layout (class folders, MURA, RSNA), labels imported into the
+store, --labels (when given, store-imported labels are not used), corrections in the store
+(always win). The threshold: --threshold, else the site's saved one, else the model's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def add_subparser(sub) -> None:
+    p = sub.add_parser("review", help="metrics, confusion matrix and top losses of a model on a "
+                                      "labelled folder")
+    p.add_argument("path", help="a folder (or one image) with labels")
+    p.add_argument("--model", required=True, help="model name (see `radview models list`)")
+    p.add_argument("--labels", help="label file: MURA CSV, RSNA CSV or path,label CSV (paths "
+                                    "absolute or relative to PATH)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="top losses to list (10)")
+    p.add_argument("--min-count", type=int, default=1, help="most confused: minimum count (1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", metavar="DIR", help="write PNG plots and index.html into DIR")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--threshold", type=float, help="decision threshold for this run (binary)")
+    p.add_argument("--save-threshold", metavar="CRITERION",
+                   help="save a site threshold for the model: youden, kappa, accuracy or a "
+                        "number; marked as site-chosen and used by later reviews")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (1000)")
+    p.add_argument("--no-store", action="store_true",
+                   help="ignore the label store and its prediction cache")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def run(args) -> int:
+    from radview.cli import CliError
+    from radview.io import scan
+    from radview.review import build_review, summarize, truths_from_studies
+    from radview.review import thresholds as site
+    from radview.review.collect import iter_study_predictions, store_overrides
+
+    if not os.path.exists(args.path):
+        raise CliError(f"{args.path}: no such file or folder")
+    if args.labels and not os.path.isfile(args.labels):
+        raise CliError(f"{args.labels}: no such label file")
+    if args.top < 0 or args.resamples < 0:
+        raise CliError("--top and --resamples must not be negative")
+    from radview.models.registry import ModelError, get_model_info
+
+    try:
+        info = get_model_info(args.model)
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+    if info.manifest is None:
+        raise CliError(f"model {args.model}: {info.status}")
+    classes = info.manifest.classes
+
+    result = scan(args.path, labels=args.labels)
+    for e in result.errors:
+        _err(f"skipped {e.path}: {e.reason}")
+    studies = [s for s in result.studies if s.views]
+    if not studies:
+        raise CliError(f"{args.path}: no images found")
+
+    store, overrides, corrected = None, {}, {}
+    if not args.no_store:
+        store, note = _open_store()
+        if note:
+            _err(note)
+        if store is not None:
+            overrides, corrected = store_overrides(store, studies,
+                                                   include_source=not args.labels)
+    truths = truths_from_studies(studies, overrides, corrected)
+    if not truths:
+        raise CliError(f"{args.path}: no study has a label (use class folders, a MURA/RSNA "
+                       "layout, the label store or --labels)")
+
+    try:
+        manifest_t = info.manifest.threshold if len(classes) == 2 else None
+        threshold, source = ((args.threshold, "given") if args.threshold is not None
+                             else site.effective_threshold(args.model, manifest_t))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+    labelled = [s for s in studies if s.key in truths]
+    collected = None
+    try:
+        for prog in iter_study_predictions(labelled, args.model, store=store,
+                                           device=args.device, threshold=threshold):
+            if prog.payload is not None:
+                collected = prog.payload
+            elif prog.total and (prog.done % 50 == 0 or prog.done == prog.total) and prog.done:
+                _err(prog.message)
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+    except (RuntimeError, ValueError) as exc:  # e.g. an unavailable --device
+        raise CliError(f"model {args.model}: {exc}") from None
+    if collected.cache_note:
+        _err(collected.cache_note)
+
+    data = build_review(collected.predictions, truths, threshold=threshold,
+                        threshold_source=source)
+    for key, reason in data.skipped:
+        _err(f"left out {key}: {reason}")
+    if len(data) == 0:
+        raise CliError(f"no study has both a prediction and a label naming one of the model's "
+                       f"classes {classes}")
+    summary = summarize(data, top_k=args.top, min_count=args.min_count,
+                        n_resamples=args.resamples)
+
+    saved = None
+    if args.save_threshold:
+        saved = _save_threshold(args, summary, data)
+
+    if args.report:
+        from radview.review.report import write_report
+
+        images = _report_images(summary.top_losses, args, info, studies)
+        index = write_report(summary, args.report, images, title=str(args.path))
+        _err(f"report: {index}")
+
+    if args.json:
+        from radview.review import summary_to_dict
+
+        out = summary_to_dict(summary)
+        out["n_cached"] = collected.n_cached
+        out["n_predicted"] = collected.n_predicted
+        out["n_corrected"] = int(data.corrected.sum())
+        if saved is not None:
+            out["saved_threshold"] = {"threshold": saved.threshold, "criterion": saved.criterion,
+                                      "source": saved.source}
+        json.dump(out, sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        from radview.review.text import format_summary
+
+        extra = [f"predictions: {collected.n_cached} images cached, {collected.n_predicted} "
+                 "computed"]
+        if int(data.corrected.sum()):
+            extra.append(f"{int(data.corrected.sum())} labels from corrections")
+        if saved is not None:
+            extra.append(f"saved site threshold {saved.threshold:.3f} ({saved.criterion})")
+        print(format_summary(summary, extra))
+    if store is not None:
+        store.close()
+    return 0
+
+
+def _open_store():
+    from radview.paths import store_db_path
+
+    try:
+        path = store_db_path()
+    except OSError as exc:
+        return None, f"label store unavailable ({exc}); using folder labels only"
+    from radview.store import LabelStore, StoreError
+
+    try:
+        return LabelStore(path), ""
+    except StoreError as exc:
+        try:  # a read-only share still gives labels and cached predictions
+            return LabelStore(path, readonly=True), f"label store read-only: {exc}"
+        except StoreError:
+            return None, f"label store unavailable ({exc}); using folder labels only"
+
+
+def _save_threshold(args, summary, data):
+    from radview.cli import CliError
+    from radview.review import thresholds as site
+
+    if summary.sweep is None:
+        raise CliError("--save-threshold needs a binary model")
+    crit = args.save_threshold.strip().lower()
+    if crit in ("youden", "kappa", "accuracy"):
+        value = summary.sweep.best(crit)
+        if value != value:  # nan
+            raise CliError(f"no {crit}-best threshold: the labels hold one class only")
+    else:
+        try:
+            value = float(crit)
+        except ValueError:
+            raise CliError(f"--save-threshold: {args.save_threshold!r} is not youden, kappa, "
+                           "accuracy or a number") from None
+        crit = "manual"
+    try:
+        return site.save_site_threshold(args.model, min(max(value, 0.0), 1.0),
+                                        model_version=data.model_version, criterion=crit,
+                                        n_studies=len(data))
+    except (OSError, ValueError) as exc:
+        raise CliError(f"site threshold not saved: {exc}") from None
+
+
+def _report_images(top_losses, args, info, studies, max_views: int = 4, size: int = 256):
+    """{ref key: (display uint8, CAM or None)} for the views of the top-loss studies; CAMs
+    need the model (loaded here, lazily); a view that fails is drawn as 'no image'."""
+    from radview.io import ImageError, load_frame
+    from radview.io.display import display_image
+    from radview.types import ImageRef
+
+    by_key = {v.ref.key: v.ref for s in studies for v in s.views}
+    model = None
+    if info.manifest.task != "detection":
+        try:
+            from radview.models.registry import load_model
+
+            model = load_model(args.model, args.device)
+        except Exception as exc:  # noqa: BLE001 - the report still draws the images
+            _err(f"no CAMs in the report: {exc}")
+        if model is not None and getattr(model, "scripted", False):
+            _err("no CAMs in the report: a TorchScript model takes no Grad-CAM hooks")
+            model = None
+    out = {}
+    for t in top_losses:
+        for v in t.views[:max_views]:
+            ref = by_key.get(v.ref) or ImageRef(v.ref)
+            try:
+                frame = load_frame(ref.path, ref.frame)
+            except ImageError as exc:
+                _err(f"report: {exc}")
+                continue
+            cam = None
+            if model is not None:
+                try:
+                    from radview.models.cam import grad_cam
+
+                    cam = grad_cam(model, frame).data  # the viewer's default target
+                except Exception as exc:  # noqa: BLE001
+                    _err(f"report: no CAM for {ref.path}: {exc}")
+            gray = display_image(frame, max_size=size)
+            out[v.ref] = (gray, cam)
+    return out
