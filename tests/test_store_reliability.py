@@ -72,7 +72,6 @@ def _ids(text: str) -> list[int]:
     return [int(x) for x in lines if x.strip().isdigit()]
 
 
-@pytest.mark.slow
 def test_sigkill_at_random_points_loses_no_returned_correction(tmp_path):
     db = tmp_path / "labels.sqlite"
     LabelStore(db).close()
@@ -107,7 +106,6 @@ def test_sigkill_at_random_points_loses_no_returned_correction(tmp_path):
     conn.close()
 
 
-@pytest.mark.slow
 def test_two_writer_processes_lose_nothing_and_never_fail_locked(tmp_path):
     db = tmp_path / "labels.sqlite"
     with LabelStore(db, reader="app") as app:

@@ -1,0 +1,129 @@
+"""Actions, menus and toolbar of the main window, all built from the one shortcut table
+(radview.gui.settings.SHORTCUTS), so every action has a remappable key and a menu entry."""
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QToolButton
+
+from radview.gui import settings as cfg
+
+TOOLBAR = ("open_folder", None, "fit", "one_to_one", "pan_mode", "invert", "rotate_cw", "flip_h",
+           "flip_v", "reset_view", None, "grid_layout", None, "toggle_cam", "toggle_boxes", "model_saw",
+           None, "help")
+CHECKABLE = {"pan_mode", "invert", "grid_layout", "toggle_cam", "toggle_boxes", "model_saw", "fullscreen"}
+
+
+class MenusMixin:
+    """Mixed into MainWindow: needs its handlers (choose_folder, step_image, viewer, ai_panel ...)."""
+
+    def _build_actions(self) -> None:
+        handlers = {
+            "open_folder": self.choose_folder, "open_files": self.choose_files,
+            "open_samples": self.open_samples, "quit": self.close,
+            "next_image": lambda: self.step_image(1), "prev_image": lambda: self.step_image(-1),
+            "next_study": lambda: self.step_study(1), "prev_study": lambda: self.step_study(-1),
+            "fit": lambda: self.viewer.active_canvas().fit(),
+            "one_to_one": lambda: self.viewer.active_canvas().one_to_one(),
+            "zoom_in": lambda: self.viewer.active_canvas().zoom_by(1.25),
+            "zoom_out": lambda: self.viewer.active_canvas().zoom_by(0.8),
+            "pan_mode": self._set_pan_mode,
+            "invert": lambda on: self.viewer.active_canvas().set_invert(on),
+            "rotate_cw": lambda: self.viewer.active_canvas().rotate(90),
+            "rotate_ccw": lambda: self.viewer.active_canvas().rotate(-90),
+            "flip_h": lambda: self.viewer.active_canvas().flip(True),
+            "flip_v": lambda: self.viewer.active_canvas().flip(False),
+            "reset_view": self._reset_view,
+            "preset_default": lambda: self.viewer.apply_window(None),
+            "preset_auto": lambda: self.apply_preset("auto"),
+            "preset_lung": lambda: self.apply_preset("lung"),
+            "preset_bone": lambda: self.apply_preset("bone"),
+            "preset_soft": lambda: self.apply_preset("soft"),
+            "grid_layout": lambda on: self.viewer.set_grid_mode(on),
+            "accept_box": lambda: self.box_key(accept=True),
+            "delete_box": lambda: self.box_key(accept=False),
+            "toggle_cam": lambda on: self.ai_panel.cam_check.setChecked(on),
+            "toggle_boxes": lambda on: self.ai_panel.boxes_check.setChecked(on),
+            "model_saw": lambda on: self.ai_panel.saw_check.setChecked(on),
+            "run_folder": lambda: self.ai.queue_folder(),
+            "cancel": self.cancel_work,
+            "tags": lambda: (self.docks["tags"].show(), self.docks["tags"].raise_()),
+            "find": lambda: (self.docks["studies"].show(), self.browser.filter_edit.setFocus()),
+            "fullscreen": lambda on: self.showFullScreen() if on else self.showNormal(),
+            "settings": self.open_settings,
+            "help": self.show_help,
+        }
+        for key, (_default, text) in cfg.SHORTCUTS.items():
+            act = QAction(text, self)
+            act.setObjectName(key)
+            if key in CHECKABLE:
+                act.setCheckable(True)
+                act.toggled.connect(lambda on, f=handlers[key]: f(on) if self.built else None)
+            else:
+                act.triggered.connect(lambda _c=False, f=handlers[key]: f() if self.built else None)
+            self.addAction(act)
+            self.actions[key] = act
+        self.apply_shortcuts()
+
+    def apply_shortcuts(self) -> None:
+        s = cfg.open_settings()
+        for key, act in self.actions.items():
+            keys = cfg.shortcut(key, s)
+            act.setShortcut(QKeySequence(keys))
+            act.setToolTip(f"{act.text()}  ({keys})" if keys else act.text())
+
+    def _build_menus(self) -> None:
+        a = self.actions
+        mb = self.menuBar()
+        file = mb.addMenu("&File")
+        for k in ("open_folder", "open_files", "open_samples"):
+            file.addAction(a[k])
+        self.recent_menu = QMenu("Open &recent", self)
+        file.addMenu(self.recent_menu)
+        self._fill_recent()
+        file.addSeparator()
+        shot = file.addAction("Save screenshot…")
+        shot.triggered.connect(self._save_screenshot_dialog)
+        file.addAction(a["settings"])
+        file.addSeparator()
+        file.addAction(a["quit"])
+        view = mb.addMenu("&View")
+        for k in ("next_image", "prev_image", "next_study", "prev_study", None, "fit", "one_to_one", "zoom_in",
+                  "zoom_out", "pan_mode", None, "invert", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
+                  "reset_view", None, "grid_layout", "fullscreen"):
+            view.addSeparator() if k is None else view.addAction(a[k])
+        wl = view.addMenu("Window / level")
+        for k in ("preset_default", "preset_auto", "preset_lung", "preset_bone", "preset_soft"):
+            wl.addAction(a[k])
+        view.addSeparator()
+        self.panels_menu = view.addMenu("Panels")  # filled by _dock()
+        view.addAction(a["tags"])
+        view.addAction(a["find"])
+        ai = mb.addMenu("&AI")
+        for k in ("toggle_cam", "toggle_boxes", "model_saw", "accept_box", "delete_box", None, "run_folder",
+                  "cancel"):
+            ai.addSeparator() if k is None else ai.addAction(a[k])
+        helpm = mb.addMenu("&Help")
+        helpm.addAction(a["help"])
+        self.toolbar = tb = self.addToolBar("Tools")
+        tb.setObjectName("tools")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(20, 20))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)  # icons arrive in build()
+        for k in TOOLBAR:
+            tb.addSeparator() if k is None else tb.addAction(a[k])
+            if k == "invert":
+                self.wl_button = wl_button = QToolButton(self)
+                wl_button.setToolTip("Window / level presets (right-drag on the image to adjust)")
+                wl_button.setMenu(wl)
+                wl_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+                tb.addWidget(wl_button)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = cfg.recent_paths()
+        for path in recent:
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _c=False, p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(recent))
+

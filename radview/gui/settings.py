@@ -1,0 +1,124 @@
+"""The app's settings (QSettings in an INI file under RADVIEW_HOME) and the shortcut table.
+
+Every keyboard shortcut of the app is declared once in `SHORTCUTS`; the settings dialog remaps
+them and the help overlay lists them from the same table.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+
+from radview import paths
+
+# action id -> (default key sequence, menu text / description). Letters N, A and 1-9 are left
+# free for the label panel (one key sets a label and moves on).
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "open_folder": ("Ctrl+O", "Open folder…"),
+    "open_files": ("Ctrl+Shift+O", "Open files…"),
+    "open_samples": ("Ctrl+Shift+S", "Open sample studies"),
+    "quit": ("Ctrl+Q", "Quit"),
+    "next_image": ("Right", "Next image"),
+    "prev_image": ("Left", "Previous image"),
+    "next_study": ("Down", "Next study"),
+    "prev_study": ("Up", "Previous study"),
+    "fit": ("F", "Fit to window"),
+    "one_to_one": ("Ctrl+0", "Actual size (1:1)"),
+    "zoom_in": ("=", "Zoom in"),
+    "zoom_out": ("-", "Zoom out"),
+    "pan_mode": ("P", "Pan mode (or hold Space)"),
+    "invert": ("I", "Invert"),
+    "rotate_cw": ("R", "Rotate 90° clockwise"),
+    "rotate_ccw": ("Shift+R", "Rotate 90° counter-clockwise"),
+    "flip_h": ("H", "Flip horizontal"),
+    "flip_v": ("V", "Flip vertical"),
+    "reset_view": ("Home", "Reset view (window, zoom, rotation)"),
+    "preset_default": ("F2", "Window: from the file"),
+    "preset_auto": ("F3", "Window: auto"),
+    "preset_lung": ("F4", "Window: lung"),
+    "preset_bone": ("F5", "Window: bone"),
+    "preset_soft": ("F6", "Window: soft tissue"),
+    "grid_layout": ("G", "All views of the study / one at a time"),
+    "accept_box": ("Return", "Accept the selected predicted box"),
+    "delete_box": ("Delete", "Reject / delete the selected box"),
+    "toggle_cam": ("C", "Show Grad-CAM heatmap"),
+    "toggle_boxes": ("B", "Show predicted boxes"),
+    "model_saw": ("M", "What the model saw"),
+    "run_folder": ("Ctrl+R", "Run the model on the whole folder"),
+    "cancel": ("Esc", "Cancel background work"),
+    "tags": ("Ctrl+T", "DICOM tags"),
+    "find": ("Ctrl+F", "Filter the study list"),
+    "fullscreen": ("F11", "Full screen"),
+    "settings": ("Ctrl+,", "Settings…"),
+    "help": ("F1", "Keyboard shortcuts"),
+}
+
+# Common window presets (centre, width) in modality units, as in most workstations.
+PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "soft": (40.0, 400.0),
+}
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+RECENT_MAX = 10
+
+
+def settings_path() -> str:
+    return str(paths.user_home() / "radview.ini")
+
+
+def open_settings() -> QSettings:
+    """The settings store: an INI file in the user's radview folder (RADVIEW_HOME relocates it)."""
+    return QSettings(settings_path(), QSettings.Format.IniFormat)
+
+
+def shortcut(action: str, settings: QSettings | None = None) -> str:
+    s = settings or open_settings()
+    default = SHORTCUTS[action][0]
+    value = s.value(f"shortcuts/{action}", default)
+    return str(value) if value is not None else default
+
+
+def set_shortcut(action: str, keys: str, settings: QSettings | None = None) -> None:
+    s = settings or open_settings()
+    if keys == SHORTCUTS[action][0]:
+        s.remove(f"shortcuts/{action}")
+    else:
+        s.setValue(f"shortcuts/{action}", keys)
+    s.sync()
+
+
+def recent_paths(settings: QSettings | None = None) -> list[str]:
+    s = settings or open_settings()
+    value = s.value("recent", [])
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in (value or []) if v]
+
+
+def add_recent(path: str, settings: QSettings | None = None) -> list[str]:
+    s = settings or open_settings()
+    items = [p for p in recent_paths(s) if p != path]
+    items.insert(0, path)
+    items = items[:RECENT_MAX]
+    s.setValue("recent", items)
+    s.sync()
+    return items
+
+
+def get(key: str, default, settings: QSettings | None = None, type_=None):
+    s = settings or open_settings()
+    value = s.value(key, default)
+    if type_ is bool and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes")
+    if type_ is not None and value is not None:
+        try:
+            return type_(value)
+        except (TypeError, ValueError):
+            return default
+    return value
+
+
+def put(key: str, value, settings: QSettings | None = None) -> None:
+    s = settings or open_settings()
+    s.setValue(key, value)
+    s.sync()

@@ -1,0 +1,464 @@
+"""Label panel: the current item's label, one key to relabel and move on, reason, note, reader.
+
+    panel = LabelPanel(store=None, parent=window)   # store None: the default LabelStore()
+    panel.set_study(study)          # or panel.set_item(key, level, classes=..., title=...)
+    panel.set_prediction(pred)      # model name/version and its call, recorded with corrections
+
+One key sets a label and (if "move on" is ticked) emits advanceRequested(): N / A for
+normal/abnormal (normal/pneumonia for RSNA) and 1-9 for other classes; `set_keys({...})`
+remaps. Keys work anywhere in the window (QShortcut) except while typing in a text field.
+Every label goes through `undo_stack` (a QUndoStack shared with the canvas box edits:
+`panel.undo_stack`), so undo appends an inverse event instead of editing history.
+`panel.undo_action` / `panel.redo_action` (Ctrl+Z / Ctrl+Shift+Z, window-wide) can go in an
+Edit menu as they are. Box edits of the current image: add_box, replace_box (move, resize,
+relabel), delete_box, accept_box, reject_box (the canvas calls them; each is undoable).
+
+With a main-window parent that has studyShown/scanFinished signals, the panel follows it by
+itself (attach): it shows the study being viewed, records each scan in the store on a
+background thread, and "move on" triggers the window's next_study action.
+
+Signals: labelled(Correction), advanceRequested(), itemChanged(key, level), storeError(str),
+scanRecorded(error or '').
+If the store cannot be opened (read-only, corrupt, full disk) the panel says why and stays
+disabled; the rest of the app works without it.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut, QUndoStack
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+
+from shiboken6 import isValid
+
+from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand,
+                              RejectBoxCommand, ReplaceBoxCommand, SetLabelCommand, push,
+                              store_signals)
+from radview.store import REASON_CODES, LabelStore, StoreError
+from radview.types import Box
+
+BINARY_CLASSES = {"mura": ("normal", "abnormal"), "rsna": ("normal", "pneumonia")}
+STUDY_LAYOUTS = ("mura", "dicom")  # labelled per study; other layouts per image
+
+
+def default_keys(classes: Sequence[str]) -> dict[str, str]:
+    """N/A for a binary normal-vs-other task, else 1-9 in class order."""
+    classes = list(classes)
+    if len(classes) == 2 and "normal" in classes:
+        other = classes[1 - classes.index("normal")]
+        return {"N": "normal", "A": other}
+    return {str(i + 1): c for i, c in enumerate(classes[:9])}
+
+
+class LabelPanel(QWidget):
+    labelled = Signal(object)
+    advanceRequested = Signal()
+    itemChanged = Signal(str, str)
+    storeError = Signal(str)
+    scanRecorded = Signal(str)
+
+    def __init__(self, store: LabelStore | None = None, parent: QWidget | None = None, *,
+                 classes: Sequence[str] = ("normal", "abnormal"),
+                 keys: dict[str, str] | None = None, undo_stack: QUndoStack | None = None) -> None:
+        super().__init__(parent)
+        self.store: LabelStore | None = None
+        self.store_problem = ""
+        self.undo_stack = undo_stack or QUndoStack(self)
+        self.key: str | None = None
+        self.level = "study"
+        self.classes: tuple[str, ...] = tuple(classes)
+        self.keys: dict[str, str] = {}
+        self.model = self.model_version = ""
+        self.model_output: Any = None
+        self._fixed_classes = False
+        self._shortcuts: list[QShortcut] = []
+        self._build()
+        self.set_classes(classes, keys)
+        self._open(store)
+        self.scanRecorded.connect(self._scan_recorded)
+        store_signals().changed.connect(self._on_changed)
+        store_signals().failed.connect(self._show_error)
+        if parent is not None and hasattr(parent, "studyShown"):
+            self.attach(parent)
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        self.title = QLabel("No study")
+        self.title.setWordWrap(True)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.current = QLabel("—")
+        font = self.current.font()
+        font.setPointSize(font.pointSize() + 4)
+        font.setBold(True)
+        self.current.setFont(font)
+        self.source_text = QLabel("")
+        self.model_text = QLabel("")
+        self.model_text.setWordWrap(True)
+        self.buttons_box = QGridLayout()
+        self.reason = QComboBox()
+        for code, text in REASON_CODES.items():
+            self.reason.addItem(text, code)
+        self.note = QLineEdit()
+        self.note.setPlaceholderText("note (optional)")
+        self.reader = QLineEdit()
+        self.reader.editingFinished.connect(self._reader_changed)
+        self.exclude = QCheckBox("Exclude from training")
+        self.advance = QCheckBox("Move to the next item after labelling")
+        self.advance.setChecked(True)
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.undo_button.clicked.connect(self.undo_stack.undo)
+        self.redo_button.clicked.connect(self.undo_stack.redo)
+        self.undo_stack.canUndoChanged.connect(self.undo_button.setEnabled)
+        self.undo_stack.canRedoChanged.connect(self.redo_button.setEnabled)
+        self.undo_button.setEnabled(False)
+        self.redo_button.setEnabled(False)
+        self.undo_action = self.undo_stack.createUndoAction(self, "Undo")
+        self.redo_action = self.undo_stack.createRedoAction(self, "Redo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        for action in (self.undo_action, self.redo_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        self.history = QListWidget()
+        self.history.setMaximumHeight(110)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #e0a040")
+
+        form = QFormLayout()
+        form.addRow("Reason", self.reason)
+        form.addRow("Note", self.note)
+        form.addRow("Reader", self.reader)
+        undo_row = QHBoxLayout()
+        undo_row.addWidget(self.undo_button)
+        undo_row.addWidget(self.redo_button)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.title)
+        lay.addWidget(self.current)
+        lay.addWidget(self.source_text)
+        lay.addWidget(self.model_text)
+        lay.addLayout(self.buttons_box)
+        lay.addLayout(form)
+        lay.addWidget(self.exclude)
+        lay.addWidget(self.advance)
+        lay.addLayout(undo_row)
+        lay.addWidget(QLabel("History"))
+        lay.addWidget(self.history)
+        lay.addWidget(self.message)
+        lay.addStretch(1)
+
+    def _open(self, store: LabelStore | None) -> None:
+        if store is None:
+            try:
+                store = LabelStore()
+                owned = store
+                self.destroyed.connect(lambda *_: owned.close())  # we opened it: we close it
+            except StoreError as exc:
+                self.store_problem = str(exc)
+        self.store = store
+        if store is not None:
+            saved = _settings_value("label_panel/reader")
+            if saved:
+                store.reader = saved
+            self.reader.setText(store.reader)
+            self.store_problem = ""
+        self._update_enabled()
+        self.refresh()
+
+    def set_store(self, store: LabelStore | None) -> None:
+        self._open(store) if store is not None else self._close_store()
+
+    def _close_store(self) -> None:
+        self.store = None
+        self._update_enabled()
+
+    def attach(self, window: Any) -> None:
+        """Follow a main window: its studyShown(Study) selects the item, its scanFinished
+        (ScanResult) is recorded in the store (on a background thread), and advanceRequested
+        triggers its 'next_study' action (looked up when needed)."""
+        window.studyShown.connect(self.set_study)
+        if hasattr(window, "scanFinished"):
+            window.scanFinished.connect(self.record_scan)
+
+        def advance() -> None:
+            action = getattr(window, "actions", {}).get("next_study")
+            if action is not None:
+                action.trigger()
+        self.advanceRequested.connect(advance)
+
+    def record_scan(self, result: Any) -> None:
+        """Remember a scan's items and source labels in the store, off the GUI thread
+        (10,000 studies take ~0.6 s); scanRecorded(error or '') follows."""
+        store = self.store
+        if store is None or result is None:
+            return
+
+        def work() -> None:
+            try:
+                store.record_scan(result)
+                error = ""
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                error = str(exc)
+            try:
+                self.scanRecorded.emit(error)
+            except RuntimeError:  # the panel was closed meanwhile
+                pass
+        threading.Thread(target=work, name="radview-record-scan", daemon=True).start()
+
+    def _scan_recorded(self, error: str) -> None:
+        if not (isValid(self) and isValid(self.current)):
+            return
+        if error:
+            self._show_error(error)
+        self.refresh()
+
+    # ------------------------------------------------------------------ configuration
+    def set_classes(self, classes: Sequence[str], keys: dict[str, str] | None = None,
+                    fixed: bool | None = None) -> None:
+        """The classes offered (buttons and keys). fixed=True keeps them when set_study runs."""
+        if fixed is not None:
+            self._fixed_classes = fixed
+        if tuple(classes) == self.classes and keys is None and self.keys:
+            return
+        self.classes = tuple(classes)
+        self.set_keys(keys or default_keys(self.classes))
+
+    def set_keys(self, keys: dict[str, str]) -> None:
+        """{key sequence text: class name}, e.g. {'N': 'normal', 'A': 'abnormal'}."""
+        unknown = set(keys.values()) - set(self.classes)
+        if unknown:
+            raise ValueError(f"keys name unknown classes {sorted(unknown)} (classes: {self.classes})")
+        self.keys = {k.upper(): v for k, v in keys.items()}
+        for sc in self._shortcuts:
+            sc.setEnabled(False)
+            sc.deleteLater()
+        self._shortcuts = []
+        for key, cls in self.keys.items():
+            sc = QShortcut(QKeySequence(key), self)  # active in the whole (dock's) window
+            sc.setContext(Qt.ShortcutContext.WindowShortcut)
+            sc.activated.connect(lambda c=cls: self.apply_label(c))
+            self._shortcuts.append(sc)
+        while self.buttons_box.count():
+            w = self.buttons_box.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.class_buttons: dict[str, QPushButton] = {}
+        by_class = {v: k for k, v in self.keys.items()}
+        for i, cls in enumerate(self.classes):
+            hint = by_class.get(cls)
+            b = QPushButton(f"{cls}  [{hint}]" if hint else cls)
+            b.clicked.connect(lambda _=False, c=cls: self.apply_label(c))
+            self.buttons_box.addWidget(b, i // 2, i % 2)
+            self.class_buttons[cls] = b
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ item
+    def set_study(self, study: Any) -> None:
+        """Select a radview.types.Study: study level for MURA/DICOM studies, else its image."""
+        if study is None:
+            self.set_item(None)
+            return
+        layout = getattr(study, "layout", "flat")
+        if not self._fixed_classes and layout in BINARY_CLASSES:
+            self.set_classes(BINARY_CLASSES[layout])
+        if layout in STUDY_LAYOUTS or len(study.views) != 1:
+            key, level, label = study.key, "study", study.label
+            title = f"Study {study.key}"
+        else:
+            view = study.views[0]
+            key, level, label = view.ref.key, "image", view.label or study.label
+            title = view.ref.path
+        self._ensure_source(key, level, label)
+        self.set_item(key, level, title=title)
+
+    def _ensure_source(self, key: str, level: str, label: Any) -> None:
+        """The folder's label of this item, if the store does not know one yet."""
+        if self.store is None or label is None:
+            return
+        try:
+            if self.store.source_label(key, level) is None:
+                from radview.store.labels import BOX_SOURCES
+                self.store.set_source_labels({key: label}, level, replace=False,
+                                             boxes_known=label.source in BOX_SOURCES or None)
+        except StoreError as exc:
+            self._show_error(str(exc))
+
+    def set_item(self, key: str | None, level: str = "image", *,
+                 classes: Sequence[str] | None = None, title: str | None = None) -> None:
+        self.key, self.level = key, level
+        if classes is not None:
+            self.set_classes(classes)
+        self.title.setText(title or (key or "No study"))
+        self.model_output = None
+        self.model_text.setText(self._model_line())
+        self.refresh()
+        if key is not None:
+            self.itemChanged.emit(key, level)
+
+    def set_prediction(self, pred: Any) -> None:
+        """A radview.types.Prediction or StudyPrediction now on screen (or None)."""
+        if pred is None:
+            self.model = self.model_version = ""
+            self.model_output = None
+        else:
+            self.model, self.model_version = pred.model, pred.model_version
+            self.model_output = pred.predicted
+            if not self._fixed_classes and pred.classes:
+                self.set_classes(pred.classes)
+        self.model_text.setText(self._model_line())
+
+    def _model_line(self) -> str:
+        if not self.model:
+            return ""
+        call = f": {self.model_output}" if self.model_output else ""
+        return f"Model {self.model} {self.model_version}{call}"
+
+    # ------------------------------------------------------------------ actions
+    def apply_label(self, value: str) -> bool:
+        """Record value for the current item (undoable). True if it was written."""
+        if self.store is None or self.key is None:
+            return False
+        self._reader_changed()
+        cmd = SetLabelCommand(
+            self.store, self.key, value, level=self.level,
+            reason=self.reason.currentData(), note=self.note.text().strip(),
+            model=self.model, model_version=self.model_version,
+            model_output=self.model_output if isinstance(self.model_output, str) else None,
+            exclude_from_training=self.exclude.isChecked())
+        try:
+            event = push(self.undo_stack, cmd)
+        except StoreError as exc:
+            self._show_error(str(exc))
+            return False
+        self.note.clear()
+        self.exclude.setChecked(False)
+        self.message.setText("")
+        self.labelled.emit(event)
+        if self.advance.isChecked():
+            self.advanceRequested.emit()
+        return True
+
+    # box edits of the current image (for the canvas): each is one undoable command carrying
+    # the panel's reason, note, reader and the model on screen
+    def add_box(self, box: Box) -> bool:
+        return self._box_command(AddBoxCommand, box)
+
+    def replace_box(self, old: Box, new: Box) -> bool:
+        """A box moved, resized or relabelled on the canvas."""
+        return self._box_command(ReplaceBoxCommand, old, new)
+
+    def delete_box(self, box: Box) -> bool:
+        return self._box_command(DeleteBoxCommand, box)
+
+    def accept_box(self, predicted: Box) -> bool:
+        return self._box_command(AcceptBoxCommand, predicted)
+
+    def reject_box(self, predicted: Box) -> bool:
+        return self._box_command(RejectBoxCommand, predicted)
+
+    def _box_command(self, cls: type, *args: Any) -> bool:
+        if self.store is None or self.key is None or self.level != "image":
+            return False
+        self._reader_changed()
+        meta = dict(reason=self.reason.currentData(), note=self.note.text().strip() or None,
+                    model=self.model, model_version=self.model_version,
+                    exclude_from_training=self.exclude.isChecked())
+        try:
+            event = push(self.undo_stack, cls(self.store, self.key, *args, **meta))
+        except (StoreError, ValueError) as exc:
+            self._show_error(str(exc))
+            return False
+        self.note.clear()
+        self.labelled.emit(event)
+        return True
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - when no shortcut took the key
+        text = QKeySequence(event.keyCombination()).toString().upper()
+        cls = self.keys.get(text)
+        if cls is not None and not isinstance(self.focusWidget(), QLineEdit):
+            self.apply_label(cls)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def _reader_changed(self) -> None:
+        name = self.reader.text().strip()
+        if self.store is not None and name and name != self.store.reader:
+            self.store.reader = name
+            _settings_set("label_panel/reader", name)  # remembered for the next session
+
+    # ------------------------------------------------------------------ display
+    def refresh(self) -> None:
+        if self.store is None or self.key is None:
+            self.current.setText("—")
+            self.source_text.setText(self.store_problem and "Label store unavailable")
+            self.history.clear()
+            return
+        try:
+            state = self.store.state(self.key, self.level)
+            events = self.store.history(self.key, self.level)
+        except StoreError as exc:
+            self._show_error(str(exc))
+            return
+        label = state.label
+        value = label.value if label is not None and label.value is not None else "unlabelled"
+        if label is not None and label.boxes:
+            value += f"  ({len(label.boxes)} box{'es' if len(label.boxes) > 1 else ''})"
+        self.current.setText(value)
+        if state.corrected:
+            who = f" by {state.last_reader}" if state.last_reader else ""
+            src = f"corrected{who}; was {state.source.value if state.source else 'unlabelled'}"
+        else:
+            src = f"from {label.source}" if label is not None and label.source else ""
+        if state.excluded:
+            src += " · excluded from training"
+        self.source_text.setText(src)
+        self.history.clear()
+        for e in reversed(events[-20:]):
+            what = ("undo " if e.inverse_of else "") + (
+                f"{e.old_value} → {e.new_value}" if e.kind == "label"
+                else f"boxes {len(e.old_value)} → {len(e.new_value)}")
+            self.history.addItem(f"#{e.id} {e.time[:19].replace('T', ' ')} {e.reader}: {what}"
+                                 f" ({e.reason})")
+
+    def _on_changed(self, key: str, level: str) -> None:
+        if isValid(self) and isValid(self.current) and key == self.key:  # the hub outlives panels
+            self.refresh()
+
+    def _show_error(self, text: str) -> None:
+        if not (isValid(self) and isValid(self.message)):
+            return
+        self.message.setText(text)
+        self.storeError.emit(text)
+
+    def _update_enabled(self) -> None:
+        on = self.store is not None
+        for b in getattr(self, "class_buttons", {}).values():
+            b.setEnabled(on)
+        for sc in self._shortcuts:
+            sc.setEnabled(on)
+        for w in (self.reason, self.note, self.reader, self.exclude):
+            w.setEnabled(on)
+        if not on:
+            self.message.setText(f"Labels cannot be saved: {self.store_problem}"
+                                 if self.store_problem else "No label store")
+
+
+def _settings_value(name: str) -> str:
+    try:
+        from radview.gui.settings import open_settings
+        return str(open_settings().value(name, "") or "")
+    except Exception:  # noqa: BLE001 - settings are a convenience
+        return ""
+
+
+def _settings_set(name: str, value: str) -> None:
+    try:
+        from radview.gui.settings import open_settings
+        open_settings().setValue(name, value)
+    except Exception:  # noqa: BLE001
+        pass

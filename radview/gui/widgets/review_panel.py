@@ -1,0 +1,595 @@
+"""The review panel: fastai's plot_top_losses at study level, inside the viewer.
+
+A standalone QWidget (the main window docks it):
+- a grid of the top-loss studies, each view as a thumbnail with its CAM when the host supplies
+  one (`set_cam`), predicted / actual, probability of the actual class and loss; clicking a tile
+  emits `studyActivated(study_key)`;
+- filters: actual class, study type, reader, corrected or not; top K;
+- the confusion matrix as a picture (clicking a cell lists its studies, highest loss first),
+  a metrics table (overall, per study type, image level; kappa and AUROC with bootstrap 95% CIs)
+  and the ROC curve with the operating point;
+- for binary models a threshold slider with live sensitivity/specificity/kappa (O(log n) from
+  the threshold sweep), applying it on release, and saving it as the site's threshold.
+
+All metric computation runs on a worker thread (`_SummaryThread`); results of a superseded
+request are dropped by a generation counter. Images load on an io thread (TaskQueue).
+Call `update_label(key, label)` when a label is corrected, `set_review(data)` or
+`set_predictions(preds, truths)` for new data, and `shutdown()` before the panel is destroyed.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+from PySide6.QtCore import QEvent, QThread, QTimer, Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QListWidget, QListWidgetItem,
+                               QScrollArea, QSpinBox, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from radview.gui.widgets.confusion_view import ConfusionMatrixView
+from radview.gui.widgets.review_tiles import ReviewTile, load_gray, pixmap_from_rgb
+from radview.gui.widgets.roc_view import RocView
+from radview.gui.widgets.threshold_bar import ThresholdBar
+from radview.gui.workers import TaskQueue
+from radview.review import Interpretation, ReviewSet, build_review, iter_summarize
+from radview.review.report import blend_cam
+from radview.types import ImageRef, Label
+
+ANY = "(any)"
+
+
+class _SummaryThread(QThread):
+    """Runs build (optional) + filter + iter_summarize off the GUI thread."""
+
+    # generation, ReviewSet (unfiltered), Interpretation (filtered), ReviewSummary, error
+    done = Signal(int, object, object, object, str)
+
+    def __init__(self, gen: int, job, parent=None):
+        super().__init__(parent)
+        self.gen = gen
+        self._job = job
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self) -> None:
+        try:
+            base, interp, steps = self._job()
+            summary = None
+            for prog in steps:
+                if self._cancel.is_set():
+                    return
+                if prog.payload is not None:
+                    summary = prog.payload
+            if not self._cancel.is_set():
+                self.done.emit(self.gen, base, interp, summary, "")
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, never a crash
+            if not self._cancel.is_set():
+                self.done.emit(self.gen, None, None, None, f"{type(exc).__name__}: {exc}")
+
+
+class ReviewPanel(QWidget):
+    studyActivated = Signal(str)
+    camsWanted = Signal(object)        # list[ImageRef]: views shown in the grid
+    summaryChanged = Signal(object)    # the ReviewSummary now shown
+    tilesReady = Signal()              # the top-loss grid of that summary is built
+    busyChanged = Signal(bool)
+    thresholdSaved = Signal(str, float)
+
+    def __init__(self, parent: QWidget | None = None, top_k: int = 12, n_resamples: int = 1000,
+                 thumb_px: int = 112, load_images: bool = True):
+        super().__init__(parent)
+        self._data: ReviewSet | None = None
+        self._interp: Interpretation | None = None
+        self._summary = None
+        self._gen = 0
+        self._threads: list[_SummaryThread] = []
+        self._threshold: float | None = None
+        self._threshold_source = ""
+        self._n_resamples = n_resamples
+        self._thumb = thumb_px
+        self._load_images = load_images
+        self._grays: dict[str, np.ndarray] = {}
+        self._cams: dict[str, np.ndarray] = {}
+        self._refs: dict[str, ImageRef] = {}
+        self._tiles: list[ReviewTile] = []
+        self._pending_tops: list = []
+        self._tile_gen = 0
+        self._wanted: list[ImageRef] = []
+        self._pending_labels: list[tuple] = []
+        self._awaiting = False  # the current generation's result has not arrived yet
+        self._was_busy = False
+        self._last_ms = 0.0
+        self._io = TaskQueue(max_pending=128, parent=self) if load_images else None
+        if self._io is not None:
+            self._io.done.connect(self._on_image)
+        self._debounce = QTimer(self, singleShot=True, interval=150)
+        self._debounce.timeout.connect(self.refresh)
+        self._build_ui(top_k)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self, top_k: int) -> None:
+        self.actual_box, self.type_box, self.reader_box = QComboBox(), QComboBox(), QComboBox()
+        self.corrected_box = QComboBox()
+        self.corrected_box.addItems(["corrected or not", "corrected", "not corrected"])
+        self.top_spin = QSpinBox(minimum=1, maximum=500, value=top_k)
+        self.top_spin.setPrefix("top ")
+        for w in (self.actual_box, self.type_box, self.reader_box, self.corrected_box):
+            w.currentIndexChanged.connect(self._schedule)
+        self.top_spin.valueChanged.connect(self._schedule)
+        bar = QHBoxLayout()
+        for label, w in (("class", self.actual_box), ("type", self.type_box),
+                         ("reader", self.reader_box), ("", self.corrected_box), ("", self.top_spin)):
+            if label:
+                bar.addWidget(QLabel(label))
+            bar.addWidget(w)
+        bar.addStretch(1)
+        self.status = QLabel("no review yet")
+        bar.addWidget(self.status)
+
+        self.threshold_row = ThresholdBar()
+        bar_ = self.threshold_row
+        self.slider, self.threshold_label, self.live_label = (bar_.slider, bar_.threshold_label,
+                                                              bar_.live_label)
+        self.best_button, self.save_button = bar_.best_button, bar_.save_button
+        bar_.moved.connect(self._update_live)
+        bar_.applied.connect(self._apply_threshold)
+        bar_.bestRequested.connect(self._best_threshold)
+        bar_.saveRequested.connect(self.save_site_threshold)
+        self.threshold_row.setVisible(False)
+
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setSpacing(6)
+        self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self.grid_host)
+        self._cols = 0
+        self.scroll.viewport().installEventFilter(self)
+
+        self.table = QTableWidget(0, 7)
+        self.table.setHorizontalHeaderLabels(["group", "n", "accuracy", "kappa [95% CI]",
+                                              "AUROC [95% CI]", "sens", "spec"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.confusion = ConfusionMatrixView()
+        self.confusion.cellClicked.connect(self._on_cell)
+        self.roc = RocView()
+        self.cases = QListWidget()
+        self.cases.itemActivated.connect(self._on_case)
+        self.cases.itemClicked.connect(self._on_case)
+        self.cases_label = QLabel("click a confusion-matrix cell to list its studies")
+        self.cases_label.setWordWrap(True)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.table)
+        pics = QSplitter(Qt.Orientation.Horizontal)
+        pics.addWidget(self.confusion)
+        pics.addWidget(self.roc)
+        right.addWidget(pics)
+        cases = QWidget()
+        cl = QVBoxLayout(cases)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.cases_label)
+        cl.addWidget(self.cases)
+        right.addWidget(cases)
+        right.setSizes([160, 260, 140])
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(self.scroll)
+        main.addWidget(right)
+        main.setSizes([560, 460])
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.threshold_row)
+        lay.addWidget(main, 1)
+
+    # ------------------------------------------------------------------ data in
+    def set_review(self, data: ReviewSet) -> None:
+        """Show a review of `data` (computed on the worker)."""
+        self._data = data
+        self._threshold, self._threshold_source = data.threshold, data.threshold_source
+        self._fill_filters()
+        self.refresh()
+
+    def set_predictions(self, predictions, truths, threshold: float | None = 0.5,
+                        threshold_source: str = "model") -> None:
+        """Build the review from StudyPredictions and truths (on the worker), then show it."""
+        preds = list(predictions)
+        truths = dict(truths)
+        filters, top_k = self._filters(), self.top_spin.value()
+
+        def job():
+            data = build_review(preds, truths, threshold=threshold,
+                                threshold_source=threshold_source)
+            return self._job_steps(data, filters, top_k)
+        self._start(job, built=True)
+
+    def update_label(self, study_key: str, label: Label, corrected: bool = True,
+                     reader: str = "") -> bool:
+        """A study's label changed (e.g. a correction): recompute soon. False when the study is
+        not in the review or the label names none of the model's classes."""
+        if any(t.built and t.gen == self._gen for t in self._threads):  # a build is running
+            self._pending_labels.append((study_key, label, corrected, reader))
+            return True
+        if self._data is None or study_key not in self._data.keys:
+            return False
+        try:
+            self._data = self._data.with_label(study_key, label, corrected, reader)
+        except ValueError:
+            return False
+        if reader:
+            self._fill_filters()
+        self._schedule()
+        return True
+
+    def set_cam(self, ref_key: str, cam) -> None:
+        """A CAM (CamMap or float array 0..1) for one view of the grid."""
+        data = getattr(cam, "data", cam)
+        self._cams[ref_key] = np.asarray(data, dtype=np.float32)
+        self._show_image(ref_key)
+
+    def set_image(self, ref_key: str, gray: np.ndarray) -> None:
+        """The display image of a view (uint8), when the host has it already."""
+        self._grays[ref_key] = np.asarray(gray)
+        self._show_image(ref_key)
+
+    # ------------------------------------------------------------------ state out
+    def summary(self):
+        return self._summary
+
+    def interpretation(self) -> Interpretation | None:
+        return self._interp
+
+    def data(self) -> ReviewSet | None:
+        return self._data
+
+    def is_busy(self) -> bool:
+        return self._awaiting or self._debounce.isActive() or bool(self._pending_tops)
+
+    def threshold(self) -> float | None:
+        return self._threshold
+
+    def _note_busy(self) -> None:
+        """Emit busyChanged when the busy state flips (computing or building tiles)."""
+        busy = self.is_busy()
+        if busy != self._was_busy:
+            self._was_busy = busy
+            self.busyChanged.emit(busy)
+
+    def tiles(self) -> list[ReviewTile]:
+        return list(self._tiles)
+
+    # ------------------------------------------------------------------ computing
+    def _filters(self) -> dict:
+        def val(box):
+            return None if box.currentIndex() <= 0 else box.currentText()
+
+        corr = {0: None, 1: True, 2: False}[self.corrected_box.currentIndex()]
+        return {"actual": val(self.actual_box), "study_type": val(self.type_box),
+                "reader": val(self.reader_box), "corrected": corr}
+
+    def _job_steps(self, data: ReviewSet, filters: dict, top_k: int):
+        interp = Interpretation(data).filter(**filters)
+        return data, interp, iter_summarize(interp, top_k=top_k, n_resamples=self._n_resamples)
+
+    def _schedule(self, *_args) -> None:
+        if self._data is not None:
+            self._debounce.start()
+            self._note_busy()
+
+    def refresh(self) -> None:
+        """Recompute everything for the current data, filters, threshold and top K."""
+        self._debounce.stop()
+        if self._data is None:
+            return
+        data = self._data
+        if self._threshold is not None and data.n_classes == 2:
+            data = data.with_threshold(self._threshold, self._threshold_source)
+            self._data = data
+        filters, top_k = self._filters(), self.top_spin.value()
+        self._start(lambda: self._job_steps(data, filters, top_k))
+
+    def _start(self, job, built: bool = False) -> None:
+        for t in self._threads:
+            t.cancel()
+        self._gen += 1
+        self._awaiting = True
+        t = _SummaryThread(self._gen, job, self)
+        t.built = built
+        t.started_at = time.perf_counter()
+        t.done.connect(self._on_done)
+        t.finished.connect(self._reap)  # a bound slot: queued to this (GUI) thread
+        self._threads.append(t)
+        self.status.setText("computing…")
+        self._note_busy()
+        t.start(QThread.Priority.LowPriority)
+
+    def _reap(self) -> None:
+        t = self.sender()
+        if t in self._threads:
+            self._threads.remove(t)
+        t.deleteLater()
+
+    def _on_done(self, gen: int, base, interp, summary, error: str) -> None:
+        if gen != self._gen:
+            return  # superseded
+        self._awaiting = False
+        thread = next((t for t in self._threads if t.gen == gen), None)
+        if error:
+            self.status.setText(f"review failed: {error}")
+            self._note_busy()
+            return
+        if thread is not None and thread.built:
+            # set_predictions: the worker built the ReviewSet; adopt it, with the label changes
+            # that arrived while it was being built
+            thread.built = False  # adopted: later label changes apply directly
+            self._data = base
+            self._threshold, self._threshold_source = base.threshold, base.threshold_source
+            pending, self._pending_labels = self._pending_labels, []
+            for args in pending:
+                self.update_label(*args)
+            self._fill_filters()
+            if pending and self._debounce.isActive():
+                return  # update_label scheduled the review with them
+        if thread is not None:
+            self._last_ms = (time.perf_counter() - thread.started_at) * 1000
+        self._interp, self._summary = interp, summary
+        self._show_summary(summary)
+        self.summaryChanged.emit(summary)
+        self._note_busy()
+
+    # ------------------------------------------------------------------ showing
+    def _fill_filters(self) -> None:
+        d = self._data
+        if d is None:
+            return
+        wanted = {
+            self.actual_box: list(d.classes),
+            self.type_box: sorted({str(t) for t in d.study_types if t}),
+            self.reader_box: sorted({str(r) for r in d.readers if r}),
+        }
+        for box, items in wanted.items():
+            current = box.currentText()
+            if [box.itemText(i) for i in range(1, box.count())] == items:
+                continue
+            box.blockSignals(True)
+            box.clear()
+            box.addItems([ANY, *items])
+            box.setCurrentIndex(max(0, box.findText(current)))
+            box.blockSignals(False)
+        self.type_box.setEnabled(self.type_box.count() > 1)
+        self.reader_box.setEnabled(self.reader_box.count() > 1)
+
+    def _show_summary(self, s) -> None:
+        self.status.setText(f"{s.n_studies} studies · {s.n_images} images · "
+                            f"{self._last_ms:.0f} ms")
+        self._fill_table(s)
+        self.confusion.set_matrix(s.confusion_matrix, s.classes)
+        self.cases.clear()
+        self.cases_label.setText("click a confusion-matrix cell to list its studies")
+        self.confusion.clear_selection()
+        self.roc.set_curves(s.roc, {c: pc.auroc for c, pc in s.per_class.items()})
+        binary = s.sweep is not None
+        self.threshold_row.setVisible(binary)
+        if binary:
+            self.threshold_row.set_value(s.threshold or 0.0)
+            self._update_live(s.threshold)
+        else:
+            self.roc.set_point(None)
+        self._fill_grid(s.top_losses)
+
+    def _fill_table(self, s) -> None:
+        rows = [("all studies", s.metrics)] + [(g or "(no type)", gm) for g, gm in
+                                                s.per_group.items()] + [("all images",
+                                                                         s.image_metrics)]
+        self.table.setRowCount(len(rows))
+        for r, (name, m) in enumerate(rows):
+            vals = [name, str(m.n), _fmt(m.accuracy), _fmt(m.kappa, m.ci.get("kappa")),
+                    _fmt(m.auroc, m.ci.get("auroc")), _fmt(m.sensitivity), _fmt(m.specificity)]
+            for c, v in enumerate(vals):
+                item = QTableWidgetItem(v)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+
+    def _fill_grid(self, tops) -> None:
+        """Replace the tiles; they are built a few per event-loop turn so that showing a
+        review never stalls the GUI (a tile costs ~2 ms to build and lay out)."""
+        for t in self._tiles:
+            self.grid.removeWidget(t)
+            t.deleteLater()
+        self._tiles = []
+        self._cols = 0
+        self._refs = {}
+        self._pending_tops = list(tops)
+        self._tile_gen += 1
+        self._wanted = []
+        if self._pending_tops:
+            QTimer.singleShot(0, lambda g=self._tile_gen: self._add_tiles(g))
+
+    def _add_tiles(self, gen: int, batch: int = 2) -> None:
+        if gen != self._tile_gen:
+            return  # a newer review replaced these tiles
+        d = self._interp.data if self._interp is not None else None
+        for top in self._pending_tops[:batch]:
+            tile = ReviewTile(top, self._thumb)
+            tile.clicked.connect(self.studyActivated)
+            self._tiles.append(tile)
+            if d is not None and top.study_key in d.keys:  # the ImageRefs (path + frame)
+                for v in d.views[d.keys.index(top.study_key)]:
+                    self._refs[v.ref.key] = v.ref
+            for key in tile.refs:
+                ref = self._refs.get(key) or ImageRef(key)
+                self._wanted.append(ref)
+                if key in self._grays:
+                    self._show_image(key)
+                elif self._io is not None:
+                    self._io.submit(key, load_gray, ref, self._thumb * 2)
+            cols = self._cols or self._columns()
+            self._cols = cols
+            n = len(self._tiles) - 1
+            self.grid.addWidget(tile, n // cols, n % cols)
+            tile.show()
+        del self._pending_tops[:batch]
+        if self._pending_tops:
+            QTimer.singleShot(0, lambda: self._add_tiles(gen))
+        else:
+            self._relayout()
+            self.tilesReady.emit()
+            self._note_busy()
+            if self._wanted:
+                self.camsWanted.emit(list(self._wanted))
+
+    def _columns(self) -> int:
+        tile_w = max(t.sizeHint().width() for t in self._tiles) + self.grid.spacing()
+        return max(1, (self.scroll.viewport().width() - 12) // max(tile_w, 1))
+
+    def _relayout(self) -> None:
+        """Place the tiles in as many columns as the grid's width holds."""
+        if not self._tiles or self._pending_tops:
+            return
+        cols = self._columns()
+        if cols == self._cols:
+            return
+        self._cols = cols
+        for t in self._tiles:
+            self.grid.removeWidget(t)
+        for n, t in enumerate(self._tiles):
+            self.grid.addWidget(t, n // cols, n % cols)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self._relayout()
+        return super().eventFilter(obj, event)
+
+    def _on_image(self, key, gray, error) -> None:
+        if error:
+            for t in self._tiles:
+                if key in t.images:
+                    t.images[key].setText("unreadable")
+                    t.images[key].setToolTip(error)
+            return
+        self._grays[key] = gray
+        if len(self._grays) > 512:  # a bounded cache: drop the oldest
+            self._grays.pop(next(iter(self._grays)))
+        self._show_image(key)
+
+    def _show_image(self, key: str) -> None:
+        labels = [t.images[key] for t in self._tiles if key in t.images]
+        gray = self._grays.get(key)
+        if not labels or gray is None:
+            return
+        pix = pixmap_from_rgb(blend_cam(gray, self._cams.get(key)))
+        pix = pix.scaled(self._thumb, self._thumb, Qt.AspectRatioMode.KeepAspectRatio,
+                         Qt.TransformationMode.SmoothTransformation)
+        for lab in labels:
+            lab.setPixmap(pix)
+
+    # ------------------------------------------------------------------ interaction
+    def _on_cell(self, actual: str, predicted: str) -> None:
+        if self._interp is None:
+            return
+        keys = self._interp.cases(actual, predicted)
+        losses = dict(zip(self._interp.data.keys, self._interp.losses.tolist()))
+        self.cases.clear()
+        for k in keys[:1000]:
+            item = QListWidgetItem(f"{losses[k]:6.2f}  {k}")
+            item.setData(Qt.ItemDataRole.UserRole, k)
+            self.cases.addItem(item)
+        more = f" (first 1000 of {len(keys)})" if len(keys) > 1000 else ""
+        self.cases_label.setText(f"actual {actual}, predicted {predicted}: {len(keys)} "
+                                 f"studies, highest loss first{more}")
+
+    def _on_case(self, item: QListWidgetItem) -> None:
+        self.studyActivated.emit(item.data(Qt.ItemDataRole.UserRole))
+
+    def _apply_threshold(self, t: float) -> None:
+        if self._threshold is not None and abs(t - self._threshold) < 1e-9:
+            return
+        self.set_threshold(t, "unsaved")
+
+    def set_threshold(self, threshold: float, source: str = "unsaved") -> None:
+        """Use this decision threshold (binary models) and recompute."""
+        self._threshold, self._threshold_source = float(threshold), source
+        self.refresh()
+
+    def _update_live(self, t: float | None) -> None:
+        s = self._summary
+        if s is None or s.sweep is None or t is None:
+            return
+        at = s.sweep.at(t)
+        src = self._threshold_source if abs(t - (self._threshold or -1)) < 1e-9 else "unsaved"
+        self.threshold_row.show_figures(t, src, _fmt(at["sensitivity"]), _fmt(at["specificity"]),
+                                        _fmt(at["kappa"]))
+        self.roc.set_point((1 - at["specificity"], at["sensitivity"]))
+
+    def _best_threshold(self) -> None:
+        s = self._summary
+        if s is not None and s.sweep is not None:
+            best = s.sweep.best("youden")
+            if math.isfinite(best):
+                self.set_threshold(best, "unsaved")
+
+    def save_site_threshold(self) -> None:
+        """Save the current threshold as the site's own for this model."""
+        d = self._data
+        if d is None or not d.is_binary or self._threshold is None:
+            return
+        from radview.review.thresholds import save_site_threshold
+
+        try:
+            save_site_threshold(d.model, self._threshold, model_version=d.model_version,
+                                criterion="manual (review panel)", n_studies=len(d))
+        except (OSError, ValueError) as exc:
+            self.status.setText(f"threshold not saved: {exc}")
+            return
+        self._threshold_source = "site"
+        self._data = d.with_threshold(self._threshold, "site")
+        self._update_live(self._threshold)
+        self.thresholdSaved.emit(d.model, self._threshold)
+
+    # ------------------------------------------------------------------ lifetime
+    def wait_idle(self, timeout_ms: int = 10000) -> bool:
+        """Block until no computation runs (tests and scripts)."""
+        deadline = time.perf_counter() + timeout_ms / 1000
+        from PySide6.QtCore import QCoreApplication
+
+        while self.is_busy() and time.perf_counter() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+        QCoreApplication.processEvents()
+        return not self.is_busy()
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (call before the panel is destroyed)."""
+        self._debounce.stop()
+        self._awaiting = False
+        self._pending_tops = []
+        for t in list(self._threads):
+            t.cancel()
+            t.wait(10000)
+        if self._io is not None:
+            self._io.stop()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _fmt(v, ci=None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    txt = f"{v:.3f}"
+    if ci is not None and math.isfinite(ci.low):
+        txt += f" [{ci.low:.2f}, {ci.high:.2f}]"
+    return txt
+
+
+__all__ = ["ReviewPanel", "ConfusionMatrixView", "RocView"]

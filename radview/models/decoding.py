@@ -1,0 +1,106 @@
+"""Decoding that overlaps compute: the pools behind engine.iter_predict.
+
+Measured on 2 cores (scripts/bench_models.py): a DICOM decode (pydicom + pylibjpeg) holds the GIL
+for most of its ~15 ms, so decoder *threads* stall the model thread between layers and the whole
+pipeline runs on one core (process CPU / wall ~1.0). Decoder *processes* do not share the GIL:
+
+- `decoder_kind(decoder=None)`: 'process' (default with >= 2 cores) or 'thread';
+  RADVIEW_DECODER=thread|process overrides.
+- `process_pool(workers=2)`: shared decoder processes, started once (forkserver where available,
+  so a threaded or Qt parent is never forked; spawn elsewhere). They import radview.io and
+  radview.models.preprocess only, never torch. `shutdown_decoders()` stops them (also at exit).
+  A decoder process that dies (a crashing codec) turns into an error for that file, and a fresh
+  pool is started for the rest: the app survives a bad file.
+- `thread_pool(workers)`: a private thread pool (the caller shuts it down).
+- `fast_gil_switching()`: while inference runs, sys.setswitchinterval is lowered to 1 ms (restored
+  when the last user leaves), so that Python work in other threads (the GUI, thread decoders)
+  hands the GIL back to the model thread sooner.
+- `result(fut, ref) -> Decoded`: a decode future's result, or a Decoded error, never a raise.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from radview.models.preprocess import Decoded
+from radview.types import ImageRef
+
+FAST_SWITCH_INTERVAL = 0.001
+
+_LOCK = threading.Lock()
+_POOL: ProcessPoolExecutor | None = None
+_POOL_WORKERS = 0
+_ATEXIT = False
+_SWITCH_USERS = 0
+_SWITCH_SAVED = 0.005
+
+
+def decoder_kind(decoder: str | None = None) -> str:
+    kind = (decoder or os.environ.get("RADVIEW_DECODER") or "").strip().lower()
+    if kind in ("process", "thread"):
+        return kind
+    return "process" if (os.cpu_count() or 1) >= 2 else "thread"
+
+
+def process_pool(workers: int = 2) -> ProcessPoolExecutor:
+    global _POOL, _POOL_WORKERS, _ATEXIT
+    with _LOCK:
+        if _POOL is not None and _POOL_WORKERS != workers:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+            _POOL = None
+        if _POOL is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["radview.io", "radview.models.preprocess"])
+            _POOL = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx)
+            _POOL_WORKERS = workers
+            if not _ATEXIT:
+                atexit.register(shutdown_decoders)
+                _ATEXIT = True
+        return _POOL
+
+
+def shutdown_decoders() -> None:
+    global _POOL
+    with _LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def thread_pool(workers: int = 2) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="radview-decode")
+
+
+def result(fut: Future, ref: ImageRef) -> Decoded:
+    try:
+        return fut.result()
+    except BrokenProcessPool:
+        shutdown_decoders()
+        return Decoded(ref, error=f"{ref.path}: the decoder process died while reading it")
+    except Exception as exc:  # noqa: BLE001 - a bad file never stops the run
+        return Decoded(ref, error=f"{ref.path}: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def fast_gil_switching():
+    global _SWITCH_USERS, _SWITCH_SAVED
+    with _LOCK:
+        if _SWITCH_USERS == 0:
+            _SWITCH_SAVED = sys.getswitchinterval()
+            sys.setswitchinterval(min(_SWITCH_SAVED, FAST_SWITCH_INTERVAL))
+        _SWITCH_USERS += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _SWITCH_USERS -= 1
+            if _SWITCH_USERS == 0:
+                sys.setswitchinterval(_SWITCH_SAVED)
