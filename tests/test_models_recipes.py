@@ -24,6 +24,13 @@ from dicom_factory import write_dicom
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    n = torch.get_num_threads()  # the scripts set their own (--threads)
+    yield
+    torch.set_num_threads(n)
+
+
 def script(name: str):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)

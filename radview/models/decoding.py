@@ -7,10 +7,14 @@ pipeline runs on one core (process CPU / wall ~1.0). Decoder *processes* do not 
 - `decoder_kind(decoder=None)`: 'process' (default with >= 2 cores) or 'thread';
   RADVIEW_DECODER=thread|process overrides.
 - `process_pool(workers=2)`: shared decoder processes, started once (forkserver where available,
-  so a threaded or Qt parent is never forked; spawn elsewhere). They import radview.io and
-  radview.models.preprocess only, never torch. `shutdown_decoders()` stops them (also at exit).
+  so a threaded or Qt parent is never forked; spawn elsewhere), at nice +5 so that the GUI and the
+  model thread come first. They import radview.io and radview.models.preprocess only, never
+  torch. `shutdown_decoders()` stops them (also at exit).
   A decoder process that dies (a crashing codec) turns into an error for that file, and a fresh
   pool is started for the rest: the app survives a bad file.
+  As with any multiprocessing, a *script* that runs iter_predict with process decoders must guard
+  its entry point with `if __name__ == "__main__":` (the children import the main module);
+  `radview` itself, `python -m radview` and pytest are fine.
 - `thread_pool(workers)`: a private thread pool (the caller shuts it down).
 - `fast_gil_switching()`: while inference runs, sys.setswitchinterval is lowered to 1 ms (restored
   when the last user leaves), so that Python work in other threads (the GUI, thread decoders)
@@ -59,12 +63,26 @@ def process_pool(workers: int = 2) -> ProcessPoolExecutor:
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if ctx.get_start_method() == "forkserver":
                 ctx.set_forkserver_preload(["radview.io", "radview.models.preprocess"])
-            _POOL = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx)
+            _POOL = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_lower_priority)
             _POOL_WORKERS = workers
             if not _ATEXIT:
                 atexit.register(shutdown_decoders)
                 _ATEXIT = True
         return _POOL
+
+
+def _lower_priority() -> None:
+    """Decoder processes yield the CPU to the app (GUI, model thread) when cores are busy."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(5)
+        except OSError:
+            pass
+
+
+def loaded_modules(names: list[str]) -> dict[str, bool]:
+    """Which of these modules a process has imported (diagnostics: decoders never load torch)."""
+    return {n: n in sys.modules for n in names}
 
 
 def shutdown_decoders() -> None:

@@ -8,8 +8,8 @@
 - `layer_groups_lite0(model)`: stem+early blocks / late blocks+head conv / classifier, for
   discriminative learning rates (fastai's slice(lo, hi): geometric spacing).
 - `set_bn_momentum(model, m)`: the converted EfficientNet-Lite0 weights carry momentum 0.01
-  (TensorFlow's 0.99); with a few hundred steps the running statistics would lag the
-  training batches, so fine-tuning uses 0.1.
+  (TensorFlow's 0.99); with a few hundred steps the running statistics would lag the training
+  batches. scripts/train_region.py freezes batch norm instead (measured: better feature gate).
 - `save_model_folder(module, manifest, folder, gate=None, fp16=False) -> Manifest`: writes the
   weights (state_dict, optionally float16 storage, plus the gate's class means), fills in the
   sha256 and writes manifest.json. The card is written by the caller.
