@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from radview.models import arch as archmod
+from radview.models.aggregate import aggregate_study, predicted_class  # noqa: F401 - re-exported
 from radview.models.domain import metadata_verdict
 from radview.models import decoding
 from radview.models.preprocess import Decoded, Geometry, decode_frame, decode_ref, spec_key
 from radview.models.registry import LoadedModel, ModelError, load_model
-from radview.types import Box, Frame, ImageRef, Prediction, StudyPrediction
+from radview.types import Box, Frame, ImageRef, Prediction
 
 __all__ = ["iter_predict", "predict_frames", "aggregate_study", "predicted_class"]
 
@@ -247,38 +248,3 @@ def iter_predict(refs: Iterable[ImageRef], model: LoadedModel, batch_size: int =
 # --------------------------------------------------------------------------- studies
 
 
-def predicted_class(pred: Prediction, threshold: float = 0.5) -> str | None:
-    if pred.error or not pred.probs:
-        return None
-    if len(pred.probs) == 2:
-        return pred.classes[1] if pred.probs[1] > threshold else pred.classes[0]
-    return pred.classes[int(np.argmax(pred.probs))]
-
-
-def aggregate_study(study_key: str, preds: Sequence[Prediction], threshold: float = 0.5) -> StudyPrediction:
-    """The study's answer from its views' predictions (see module doc)."""
-    preds = tuple(preds)
-    if not preds:
-        raise ValueError(f"study {study_key}: no predictions to aggregate")
-    first = preds[0]
-    ok = [p for p in preds if not p.error and p.probs]
-    base = dict(study_key=study_key, model=first.model, model_version=first.model_version,
-                classes=first.classes, views=preds)
-    if not ok:
-        return StudyPrediction(probs=(), predicted=None, in_domain=False,
-                               domain_reason="no view could be read", **base)
-    mean = np.mean(np.asarray([p.probs for p in ok], dtype=np.float64), axis=0)
-    if len(mean) == 2:
-        predicted = first.classes[1] if mean[1] > threshold else first.classes[0]
-    else:
-        predicted = first.classes[int(np.argmax(mean))]
-    out = [p for p in ok if not p.in_domain]
-    reason = ""
-    if out:
-        reason = f"{len(out)} of {len(ok)} views out of domain: " + "; ".join(
-            sorted({p.domain_reason for p in out}))
-    else:
-        notes = sorted({p.domain_reason for p in ok if p.domain_reason})
-        reason = "; ".join(notes)
-    return StudyPrediction(probs=tuple(float(v) for v in mean), predicted=predicted, in_domain=not out,
-                           domain_reason=reason, **base)

@@ -105,39 +105,3 @@ def decode_ref(ref: ImageRef, specs: Sequence[InputSpec]) -> Decoded:
         return Decoded(ref, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a bad file never stops the run
         return Decoded(ref, error=f"{ref.path}: {type(exc).__name__}: {exc}")
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-@dataclass
-class Decoded:
-    """One image ready for the model: input arrays by spec key, what the gate needs, or an error."""
-
-    ref: ImageRef
-    meta: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[tuple, np.ndarray] = field(default_factory=dict)
-    geometry: Geometry = Geometry((0, 0), (0, 0))
-    error: str | None = None
-
-
-def spec_key(spec: InputSpec) -> tuple:
-    return (tuple(spec.size), spec.channels, tuple(spec.mean), tuple(spec.std))
-
-
-def decode_frame(frame: Frame, specs: Sequence[InputSpec]) -> Decoded:
-    gray = gray_image(frame)
-    inputs = {spec_key(s): prepare_gray(gray, s) for s in specs}
-    return Decoded(frame.ref, dict(frame.meta or {}), inputs,
-                   Geometry(image_hw=gray.shape[:2], input_hw=tuple(specs[0].size)))
-
-
-def decode_ref(ref: ImageRef, specs: Sequence[InputSpec]) -> Decoded:
-    from radview.io import ImageError, load_frame
-
-    try:
-        return decode_frame(load_frame(ref.path, ref.frame), specs)
-    except ImageError as exc:
-        return Decoded(ref, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bad file never stops the run
-        return Decoded(ref, error=f"{ref.path}: {type(exc).__name__}: {exc}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 
 from radview.types import Label, Prediction, Progress, Study, StudyPrediction
 
@@ -59,31 +58,10 @@ def store_overrides(store, studies: Sequence[Study], include_source: bool = True
 
 def aggregate_views(study_key: str, preds: Sequence[Prediction],
                     threshold: float = 0.5) -> StudyPrediction:
-    """Mean of the view probabilities (views with errors left out); positive (classes[1]) if
-    the mean > threshold for two classes, argmax for more; out-of-domain views flag the study."""
-    preds = tuple(preds)
-    if not preds:
-        raise ValueError(f"study {study_key}: no predictions to aggregate")
-    first = preds[0]
-    ok = [p for p in preds if not p.error and p.probs]
-    base = dict(study_key=study_key, model=first.model, model_version=first.model_version,
-                classes=first.classes, views=preds)
-    if not ok:
-        return StudyPrediction(probs=(), predicted=None, in_domain=False,
-                               domain_reason="no view could be read", **base)
-    mean = np.mean(np.asarray([p.probs for p in ok], dtype=np.float64), axis=0)
-    if len(mean) == 2:
-        predicted = first.classes[1] if mean[1] > threshold else first.classes[0]
-    else:
-        predicted = first.classes[int(np.argmax(mean))]
-    out = [p for p in ok if not p.in_domain]
-    if out:
-        reason = f"{len(out)} of {len(ok)} views out of domain: " + "; ".join(
-            sorted({p.domain_reason for p in out}))
-    else:
-        reason = "; ".join(sorted({p.domain_reason for p in ok if p.domain_reason}))
-    return StudyPrediction(probs=tuple(float(v) for v in mean), predicted=predicted,
-                           in_domain=not out, domain_reason=reason, **base)
+    """The MURA rule on cached view predictions: radview.models.aggregate (no torch)."""
+    from radview.models.aggregate import aggregate_study
+
+    return aggregate_study(study_key, preds, threshold)
 
 
 @dataclass(frozen=True)

@@ -288,3 +288,19 @@ def test_panel_box_methods_and_ctrl_z(qtbot, store, make_panel):
     assert store.label(key).boxes == ()
     panel.set_item("study-1", "study")
     assert not panel.add_box(Box(1, 1, 2, 2))  # boxes belong to images
+
+
+def test_saved_label_keys_come_back_in_a_new_panel(qtbot, store, make_panel):
+    classes = ("chest", "abd")
+    first = make_panel(store=store, classes=classes)
+    assert first.keys == {"1": "chest", "2": "abd"}
+    first.set_keys({"C": "chest", "B": "abd"}, save=True)
+    second = make_panel(store=store, classes=classes)
+    assert second.keys == {"C": "chest", "B": "abd"}
+    flat = Study("/c/y.png", layout="class", views=(View(ImageRef("/c/y.png")),))
+    second.set_study(flat)
+    second.setFocus()
+    qtbot.keyClick(second, Qt.Key.Key_B)
+    assert store.label("/c/y.png").value == "abd"
+    # other class sets keep their defaults
+    assert make_panel(store=store, classes=("normal", "abnormal")).keys == {"N": "normal", "A": "abnormal"}

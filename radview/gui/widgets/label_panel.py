@@ -24,6 +24,8 @@ disabled; the rest of the app works without it.
 """
 from __future__ import annotations
 
+import json
+
 import threading
 from typing import Any, Sequence
 
@@ -51,6 +53,26 @@ def default_keys(classes: Sequence[str]) -> dict[str, str]:
         other = classes[1 - classes.index("normal")]
         return {"N": "normal", "A": other}
     return {str(i + 1): c for i, c in enumerate(classes[:9])}
+
+
+def _keys_setting(classes: Sequence[str]) -> str:
+    return "label_keys/" + "|".join(classes).replace("/", "_")
+
+
+def saved_keys(classes: Sequence[str]) -> dict[str, str] | None:
+    """The label keys saved for this set of classes (settings under RADVIEW_HOME), if valid."""
+    from radview.gui import settings as cfg
+
+    raw = cfg.get(_keys_setting(classes), None)
+    if not raw:
+        return None
+    try:
+        keys = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(keys, dict) or not keys or not set(keys.values()) <= set(classes):
+        return None
+    return {str(k): str(v) for k, v in keys.items()}
 
 
 class LabelPanel(QWidget):
@@ -225,14 +247,19 @@ class LabelPanel(QWidget):
         if tuple(classes) == self.classes and keys is None and self.keys:
             return
         self.classes = tuple(classes)
-        self.set_keys(keys or default_keys(self.classes))
+        self.set_keys(keys or saved_keys(self.classes) or default_keys(self.classes))
 
-    def set_keys(self, keys: dict[str, str]) -> None:
-        """{key sequence text: class name}, e.g. {'N': 'normal', 'A': 'abnormal'}."""
+    def set_keys(self, keys: dict[str, str], save: bool = False) -> None:
+        """{key sequence text: class name}, e.g. {'N': 'normal', 'A': 'abnormal'}. save=True
+        remembers them in the settings (per set of classes) for the next session."""
         unknown = set(keys.values()) - set(self.classes)
         if unknown:
             raise ValueError(f"keys name unknown classes {sorted(unknown)} (classes: {self.classes})")
         self.keys = {k.upper(): v for k, v in keys.items()}
+        if save:
+            from radview.gui import settings as cfg
+
+            cfg.put(_keys_setting(self.classes), json.dumps(self.keys))
         for sc in self._shortcuts:
             sc.setEnabled(False)
             sc.deleteLater()
