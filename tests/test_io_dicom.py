@@ -176,3 +176,14 @@ def test_presentation_lut_inverse_and_monochrome1_not_inverted_twice(tmp_path):
 def test_dicom_without_extension_is_recognised(tmp_path):
     p = write_dicom(tmp_path / "IM0001", np.ones((8, 8), np.uint16))
     assert load_frame(p).shape == (8, 8)
+
+
+def test_auto_window_is_computed_on_demand_for_files_with_windows(testdata):
+    from radview.io.display import auto_window, auto_window_of, presets
+
+    f = load_frame(testdata("RG3_UNCR.dcm"))
+    assert f.windows and f.default_window == f.windows[0]
+    w = auto_window_of(f)
+    assert w == auto_window(f) and w.name == "auto" and w.width > 1
+    names = [p.name for p in presets(f)]
+    assert names[-2:] == ["auto", "full range"] and "auto (not computed)" not in names

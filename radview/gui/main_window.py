@@ -353,7 +353,9 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         if canvas.frame is None:
             return
         if name == "auto":
-            self.viewer.apply_window(canvas.frame.auto_window)
+            from radview.io.display import auto_window_of
+
+            self.viewer.apply_window(auto_window_of(canvas.frame))
         else:
             from radview.types import Window
 

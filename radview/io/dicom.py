@@ -52,6 +52,7 @@ _SOP_NAMES = {
 }
 
 _MAX_DIM = 65535
+AUTO_PENDING = "auto (not computed)"
 
 
 def _value(v: Any) -> Any:
@@ -433,6 +434,10 @@ def load_dicom(path: str, frame: int = 0) -> Frame:
         ref=ref, stored=arr, slope=slope, intercept=intercept, modality_lut=mlut, voi_lut=voi,
         windows=tuple(windows), invert=invert, photometric=photometric, n_frames=n_frames, meta=meta,
     )
+    if windows:
+        # the file's own window is the default: the auto window is computed when asked for
+        # (radview.io.display.auto_window_of), not on every load
+        return _with_auto_window(frame_obj, Window(0.0, 1.0, "LINEAR_EXACT", AUTO_PENDING))
     from radview.io.display import auto_window
 
     return _with_auto_window(frame_obj, auto_window(frame_obj))

@@ -143,11 +143,17 @@ def block_mean(stored: np.ndarray, k: int) -> np.ndarray:
     if k <= 1:
         return stored
     h, w = (stored.shape[0] // k) * k, (stored.shape[1] // k) * k
-    acc_dtype = np.float64 if stored.dtype.kind == "f" else np.int64
-    acc = np.zeros((h // k, w // k) + stored.shape[2:], dtype=acc_dtype)
+    if stored.dtype.kind == "f":
+        acc_dtype = np.float64
+    elif stored.dtype.itemsize <= 2 and k <= 256:  # k*k*65535 fits in 32 bits
+        acc_dtype = np.uint32 if stored.dtype.kind == "u" else np.int32
+    else:
+        acc_dtype = np.int64
+    acc = stored[0:h:k, 0:w:k].astype(acc_dtype)
     for dy in range(k):
         for dx in range(k):
-            acc += stored[dy:h:k, dx:w:k]
+            if dy or dx:
+                acc += stored[dy:h:k, dx:w:k]
     if stored.dtype.kind == "f":
         return (acc / (k * k)).astype(stored.dtype)
     return ((acc + (k * k) // 2) // (k * k)).astype(stored.dtype)
@@ -177,11 +183,12 @@ def display_image(
                 lut = 255.0 - lut
             img = np.take(lut.astype(np.uint8), img)
         return _reduce(np.ascontiguousarray(img), max_size)
-    if max_size and max(frame.shape) >= 2 * max_size:
-        # reduce the stored values first (exact box means), so the LUT runs on fewer pixels
+    if max_size and max(frame.shape) > max_size:
+        # reduce the stored values first (exact box means of k x k pixels, k the smallest factor
+        # that fits), so the LUT runs on fewer pixels and no resampling pass is needed after it
         from dataclasses import replace
 
-        k = max(frame.shape) // max_size
+        k = math.ceil(max(frame.shape) / max_size)
         frame = replace(frame, stored=block_mean(frame.stored, k))
     lut = unit_lut(frame, window, invert)
     if lut is not None:
@@ -246,6 +253,13 @@ def auto_window(frame: Frame, low: float = 0.5, high: float = 99.5) -> Window:
     return Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT", "auto")
 
 
+def auto_window_of(frame: Frame) -> Window:
+    """The frame's auto window, computed now if loading skipped it (files with their own VOI)."""
+    if frame.auto_window.name == "auto (not computed)":
+        return auto_window(frame)
+    return frame.auto_window
+
+
 def full_range_window(frame: Frame) -> Window:
     """The window spanning min..max of the modality values."""
     m = modality(frame, np.array([frame.stored.min(), frame.stored.max()]))
@@ -258,6 +272,6 @@ def full_range_window(frame: Frame) -> Window:
 def presets(frame: Frame) -> list[Window]:
     """The windows the viewer offers: the file's own, then auto and full range."""
     out = list(frame.windows)
-    out.append(frame.auto_window if frame.auto_window.name == "auto" else auto_window(frame))
+    out.append(auto_window_of(frame))
     out.append(full_range_window(frame))
     return out
