@@ -8,6 +8,7 @@ This module only decodes and collects the parameters; `radview.io.display` appli
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,24 @@ _SOP_NAMES = {
 }
 
 _MAX_DIM = 65535
+
+# pydicom warns (to stderr) about every oddity of real-world headers it reads anyway; radview
+# reports what matters per file instead.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
+
+
+def hint(header: dict[str, Any], key: str, default: int) -> int:
+    """An integer header value, or the default where it is absent or malformed ('1A')."""
+    v = header.get(key, default)
+    if isinstance(v, list):
+        v = v[0] if v else default
+    try:
+        return int(v) if v not in (None, "") else default
+    except (TypeError, ValueError):
+        try:
+            return int(float(v))
+        except (TypeError, ValueError):
+            return default
 AUTO_PENDING = "auto (not computed)"
 
 
@@ -207,10 +226,12 @@ def _validate(path: str, header: dict[str, Any], has_pixels: bool, pixel_bytes: 
     if uid.is_compressed and not _can_decode(tsuid):
         raise ImageError(path, f"unsupported transfer syntax {uid.name}: no installed decoder handles it")
     if not uid.is_compressed and pixel_bytes is not None:
-        bits = int(header.get("BitsAllocated", 16) or 16)
-        spp = int(header.get("SamplesPerPixel", 1) or 1)
-        frames = int(header.get("NumberOfFrames", 1) or 1)
-        need = rows * cols * spp * frames * bits // 8
+        bits = hint(header, "BitsAllocated", 16)
+        spp = hint(header, "SamplesPerPixel", 1)
+        frames = max(1, hint(header, "NumberOfFrames", 1))
+        if str(header.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+            spp = 2  # chroma shared by pixel pairs
+        need = (rows * cols * spp * frames * bits + 7) // 8  # BitsAllocated 1 is bit-packed
         if pixel_bytes < need:
             raise ImageError(
                 path,
@@ -241,6 +262,8 @@ def _scan_header(path: str, fh):
         has_pixels = (int(g), int(e)) in _PIXEL_TAGS
     elem_header = 8 if tsuid == _IMPLICIT_LE else 12
     deflated = tsuid == "1.2.840.10008.1.2.1.99"
+    if deflated:
+        has_pixels = "Rows" in header  # the dataset is a deflate stream: no byte-level check
     _validate(path, header, has_pixels, None if deflated else size - pixel_offset - elem_header)
     return ds, header, pixel_offset if has_pixels else -1
 
@@ -275,7 +298,12 @@ def read_header(path: str) -> dict[str, Any]:
     """
     path = os.fspath(path)
     with _open(path) as fh:
-        return _scan_header(path, fh)[1]
+        try:
+            return _scan_header(path, fh)[1]
+        except ImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - malformed real-world headers
+            raise ImageError(path, f"malformed DICOM header ({type(exc).__name__}: {exc})") from None
 
 
 def _read_native(path: str, fh, header: dict[str, Any], pixel_offset: int, frame: int) -> np.ndarray | None:
@@ -284,8 +312,8 @@ def _read_native(path: str, fh, header: dict[str, Any], pixel_offset: int, frame
     tsuid = header["TransferSyntaxUID"]
     if tsuid not in (_EXPLICIT_LE, _IMPLICIT_LE, _EXPLICIT_BE):
         return None
-    bits = int(header.get("BitsAllocated", 0) or 0)
-    if bits not in (8, 16) or int(header.get("SamplesPerPixel", 1) or 1) != 1:
+    bits = hint(header, "BitsAllocated", 0)
+    if bits not in (8, 16) or hint(header, "SamplesPerPixel", 1) != 1:
         return None
     rows, cols = int(header["Rows"]), int(header["Columns"])
     fh.seek(pixel_offset)
@@ -300,7 +328,7 @@ def _read_native(path: str, fh, header: dict[str, Any], pixel_offset: int, frame
         start = pixel_offset + 12
     if length == 0xFFFFFFFF:
         return None  # undefined length: encapsulated, let pydicom handle it
-    signed = int(header.get("PixelRepresentation", 0) or 0) == 1
+    signed = hint(header, "PixelRepresentation", 0) == 1
     order = ">" if tsuid == _EXPLICIT_BE else "<"
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
     n = rows * cols
@@ -311,7 +339,9 @@ def _read_native(path: str, fh, header: dict[str, Any], pixel_offset: int, frame
     arr = arr.reshape(rows, cols)
     if order == ">":
         arr = arr.astype(dtype.newbyteorder("="))
-    stored_bits = int(header.get("BitsStored", bits) or bits)
+    stored_bits = hint(header, "BitsStored", bits)
+    if not 1 <= stored_bits <= bits:
+        stored_bits = bits
     if stored_bits < bits:
         if signed:  # sign-extend from BitsStored
             shift = bits - stored_bits
@@ -359,20 +389,32 @@ def _decode(path: str, ds, index: int | None) -> np.ndarray:
         raise ImageError(path, f"unsupported transfer syntax {name}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001 - decoders raise many kinds for broken data
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "no pixel data decoders" in msg.lower() or "plugin" in msg.lower():
+        if "no pixel data decoders" in msg.lower() or "missing required dependencies" in msg.lower():
             raise ImageError(path, f"unsupported transfer syntax {name}: {msg}") from None
         raise ImageError(path, f"cannot decode {name} pixel data: {msg}") from None
 
 
 def load_dicom(path: str, frame: int = 0) -> Frame:
-    """Decode one frame of a DICOM file (any transfer syntax pydicom + pylibjpeg decode)."""
+    """Decode one frame of a DICOM file (any transfer syntax pydicom + pylibjpeg decode).
+    Raises ImageError only: a malformed real-world file never escapes as another exception."""
     path = os.fspath(path)
+    try:
+        return _load_dicom(path, frame)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(path, "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(path, f"malformed DICOM file ({type(exc).__name__}: {exc})") from None
+
+
+def _load_dicom(path: str, frame: int) -> Frame:
     with _open(path) as fh:
         ds, header, pixel_offset = _scan_header(path, fh)
-        n_frames = int(header.get("NumberOfFrames", 1) or 1)
+        n_frames = max(1, hint(header, "NumberOfFrames", 1))
         if not 0 <= frame < n_frames:
             raise ImageError(path, f"frame {frame} out of range (the file has {n_frames} frame(s))")
-        header["PixelRepresentation"] = int(ds.get("PixelRepresentation", 0) or 0)
+        header["PixelRepresentation"] = hint({"v": ds.get("PixelRepresentation", 0)}, "v", 0)
         palette = str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
         arr = None if palette else _read_native(path, fh, header, pixel_offset, frame)
         if arr is None:

@@ -41,6 +41,10 @@ def load_raster(path: str, frame: int = 0) -> Frame:
         raise ImageError(path, "not a readable image (Pillow cannot identify the file format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(path, f"truncated or corrupt image ({exc})") from None
+    except MemoryError:
+        raise ImageError(path, "not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed file never escapes as another error
+        raise ImageError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
     ref = ImageRef(path, frame)
     if arr.ndim == 3:
         win = Window(127.5, 255.0, "LINEAR_EXACT", "full range")

@@ -245,10 +245,14 @@ def _read_entry(f: _File):
 
     if f.kind == "maybe-dicom" and not is_dicom_file(f.path):
         return IndexEntry(f.size, f.mtime_ns, "skip", None, None)
+    if os.path.basename(f.path).upper().startswith("DICOMDIR"):
+        return IndexEntry(f.size, f.mtime_ns, "skip", None, None)  # a media index, not an image
     try:
         header = read_header(f.path)
     except ImageError as exc:
         return IndexEntry(f.size, f.mtime_ns, "dicom", None, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops a scan
+        return IndexEntry(f.size, f.mtime_ns, "dicom", None, f"unreadable ({type(exc).__name__}: {exc})")
     return IndexEntry(f.size, f.mtime_ns, "dicom", header, None)
 
 

@@ -20,6 +20,8 @@ class ErrorsPanel(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideLeft)  # keep the file name visible
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.setAlternatingRowColors(True)
         self._seen: set[tuple[str, str]] = set()
 
