@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from radview.train.evaluate import box_iou  # noqa: E402
 from radview.io import load_frame  # noqa: E402
 from radview.io.labels import read_rsna_csv  # noqa: E402
 from radview.models import arch as archmod  # noqa: E402
@@ -80,19 +81,6 @@ def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch]
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes (n,4) x (m,4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def challenge_score(preds: list[tuple[np.ndarray, np.ndarray]], truths: list[np.ndarray]) -> float:
     """RSNA metric: mean over images of mean over IoU thresholds of TP/(TP+FP+FN)."""
     scores = []
@@ -103,7 +91,7 @@ def challenge_score(preds: list[tuple[np.ndarray, np.ndarray]], truths: list[np.
             scores.append(0.0)
             continue
         order = np.argsort(-conf)
-        m = iou(boxes[order], gt)
+        m = box_iou(boxes[order], gt)
         per_t = []
         for t in np.arange(0.4, 0.76, 0.05):
             used, tp = set(), 0

@@ -57,7 +57,8 @@ def classification_metrics(samples: Sequence[Any], indices: Sequence[int], probs
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes (n,4) x (m,4)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     x0 = np.maximum(a[:, None, 0], b[None, :, 0])
@@ -80,7 +81,7 @@ def detection_metrics(truth_boxes: Sequence[np.ndarray], outputs: Sequence[tuple
         keep = b[s > threshold] if len(s) else np.zeros((0, 4))
         n_true += len(t)
         n_pred += len(keep)
-        iou = _iou(np.asarray(t, dtype=np.float64).reshape(-1, 4), keep)
+        iou = box_iou(np.asarray(t, dtype=np.float64).reshape(-1, 4), keep)
         used: set[int] = set()
         for r in range(iou.shape[0]):
             cand = [c for c in np.argsort(-iou[r]) if iou[r, c] >= 0.5 and c not in used]
