@@ -27,7 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+from radview.io.samples import shared_data_dir  # noqa: E402
+
+SHARED = shared_data_dir() or ROOT.parent / "shared" / "data"  # RADVIEW_SHARED_DATA overrides
 
 
 def real_images(n: int, png_only: bool = False) -> list[str]:

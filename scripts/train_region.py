@@ -48,13 +48,16 @@ from radview.models.preprocess import gray_image, prepare_gray  # noqa: E402
 
 CLASSES = ("abd", "chest")
 SPEC = InputSpec(size=(224, 224), channels=3)
-SHARED = ROOT.parent / "shared" / "data"
+from radview.io.samples import shared_data_dir  # noqa: E402
+
+SHARED = shared_data_dir() or ROOT.parent / "shared" / "data"  # RADVIEW_SHARED_DATA overrides
 
 
 def pyd(name: str) -> str | None:
-    from pydicom.data import get_testdata_file
+    from radview.io.samples import pydicom_sample
 
-    return get_testdata_file(name, download=False)
+    p = pydicom_sample(name)
+    return str(p) if p else None
 
 
 def load_inputs(paths: list[str]) -> torch.Tensor:

@@ -21,14 +21,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from radview.io.labels import (LabelFileError, mura_study_key, read_label_csv, read_mura_csv,
+from radview.io import DICOM_SUFFIXES, RASTER_SUFFIXES
+from radview.io.labels import (LabelFileError, mura_split, mura_study_key, read_label_csv, read_mura_csv,
                                read_rsna_csv)
 from radview.store import LabelStore
 from radview.store.model import box_from_dict
 from radview.types import Label
 
-SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "holdout"}
-_EXT = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_EXT = DICOM_SUFFIXES + RASTER_SUFFIXES  # an image file, not a study folder
 
 
 class _Known:
@@ -58,14 +58,6 @@ class _Known:
         return found[0] if len(found) == 1 else None
 
 
-def _mura_split(raw: str) -> str:
-    parts = raw.replace("\\", "/").rstrip("/").split("/")
-    for part in reversed(parts[:-3]):
-        if part.lower() in SPLIT_NAMES:
-            return part.lower()
-    return ""
-
-
 def import_mura(store: LabelStore, path: str, root: str | None = None) -> dict[str, int]:
     labels = read_mura_csv(path)
     splits: dict[str, str] = {}
@@ -74,7 +66,7 @@ def import_mura(store: LabelStore, path: str, root: str | None = None) -> dict[s
             if row and row[0].strip():
                 m = mura_study_key(row[0].strip())
                 if m is not None:
-                    splits[m] = _mura_split(row[0].strip())
+                    splits[m] = mura_split(row[0].strip())
     known = _Known(store)
     out: dict[str, Label] = {}
     matched = 0
@@ -201,7 +193,7 @@ def import_csv(store: LabelStore, path: str, root: str | None = None,
         m = mura_study_key(p) if level in ("auto", "study") else None
         if m is not None and not p.lower().endswith(_EXT):
             have = known.mura.get(m, [])
-            split = _mura_split(p)
+            split = mura_split(p)
             key = have[0] if len(have) == 1 else (f"{split}/{m}" if split else m)
             matched += key in known.studies
             by_level["study"][key] = lab

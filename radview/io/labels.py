@@ -52,6 +52,18 @@ def mura_study_key(path: str) -> str | None:
     return None
 
 
+SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "holdout"}
+
+
+def mura_split(path: str) -> str:
+    """The split folder ('train', 'valid', ...) above a MURA study path, or ''."""
+    parts = path.replace("\\", "/").rstrip("/").split("/")
+    for part in reversed(parts[:-3]):
+        if part.lower() in SPLIT_NAMES:
+            return part.lower()
+    return ""
+
+
 def read_mura_csv(path: str | os.PathLike) -> dict[str, Label]:
     """MURA's `*_labeled_studies.csv` (no header: study folder path, 0|1) ->
     {'XR_WRIST/patient11185/study1_positive': Label('abnormal'|'normal')}."""

@@ -26,9 +26,11 @@ from radview.io.errors import ImageError, printable_path
 from radview.io.labels import (
     MURA_NEGATIVE,
     MURA_POSITIVE,
+    SPLIT_NAMES,
     LabelFileError,
     is_mura_csv,
     is_rsna_csv,
+    mura_split,
     mura_study_key,
     read_labels_any,
     read_mura_csv,
@@ -36,7 +38,6 @@ from radview.io.labels import (
 )
 from radview.types import ImageRef, Label, Progress, ScanError, ScanResult, Study, View
 
-SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing", "holdout"}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _MAGICS = {".png": (_PNG_MAGIC,), ".jpg": (_JPEG_MAGIC,), ".jpeg": (_JPEG_MAGIC,),
@@ -369,20 +370,12 @@ def _group(root: str, good: list[_File], headers: dict[str, dict], label_files: 
         label = (path_labels.get(os.path.normpath(folder)) if path_labels else None) or mura_labels.get(mkey)
         if label is None:
             label = Label(MURA_POSITIVE if mkey.endswith("_positive") else MURA_NEGATIVE, source="mura-folder")
-        split = _mura_split(folder)
+        split = mura_split(folder)
         studies.append(Study(key=mkey if not split else f"{split}/{mkey}", patient=patient, study_type=stype,
                              split=split, label=label, views=tuple(views), layout="mura"))
     studies.extend(singles)
     studies.sort(key=lambda s: (s.layout, s.patient, s.key))
     return studies
-
-
-def _mura_split(folder: str) -> str:
-    parts = folder.replace(os.sep, "/").split("/")
-    for part in reversed(parts[:-3]):
-        if part.lower() in SPLIT_NAMES:
-            return part.lower()
-    return ""
 
 
 def _int(v) -> int:

@@ -67,11 +67,16 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected HxW or HxWx3 image, got shape {img.shape}")
 
 
-def blend_cam(gray_uint8: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+def blend_cam(gray_uint8: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet",
+              weighted: bool = False) -> np.ndarray:
+    """weighted=True scales the opacity with the map (0.3 alpha where it is cold, alpha where it
+    is hot), so cold areas stay readable in small thumbnails (the review grid)."""
     base = _as_rgb(gray_uint8)
     c = _resize_float(np.clip(np.asarray(cam, dtype=np.float32), 0, 1), base.shape[:2])
+    c = np.nan_to_num(c)
     colour = colormap_lut(colormap)[np.clip(c * 255 + 0.5, 0, 255).astype(np.uint8)]
-    out = base.astype(np.float32) * (1.0 - alpha) + colour.astype(np.float32) * alpha
+    a = (alpha * (0.3 + 0.7 * c))[..., None] if weighted else alpha
+    out = base.astype(np.float32) * (1.0 - a) + colour.astype(np.float32) * a
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -39,33 +39,22 @@ def _font(size: int = 13) -> ImageFont.ImageFont:
 
 
 def jet_lut() -> np.ndarray:
-    """(256, 3) uint8 'jet'-like colormap: blue -> cyan -> yellow -> red."""
-    x = np.linspace(0.0, 1.0, 256)
-    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
-    return (np.stack([r, g, b], axis=1) * 255).round().astype(np.uint8)
+    """(256, 3) uint8 'jet' colour table: the viewer's (radview.models.overlay)."""
+    from radview.models.overlay import colormap_lut
 
-
-_JET = jet_lut()
+    return colormap_lut("jet")
 
 
 def blend_cam(gray: np.ndarray, cam: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 of a gray image with a CAM (float 0..1, any size: resized to the image) laid
-    over it; alpha scales with the map so cold areas stay readable."""
-    g = np.asarray(gray)
-    rgb = np.repeat(g[..., None], 3, axis=2) if g.ndim == 2 else g[..., :3]
+    """RGB uint8 of a gray image with a CAM (float 0..1, any size) laid over it, opacity scaled
+    with the map so cold areas stay readable; the viewer's blend (radview.models.overlay)."""
+    from radview.models.overlay import blend_cam as overlay_blend
+
+    g = np.asarray(gray, dtype=np.uint8)
     if cam is None:
-        return np.ascontiguousarray(rgb, dtype=np.uint8)
-    c = np.asarray(cam, dtype=np.float32)
-    if c.shape != g.shape[:2]:
-        c = np.asarray(Image.fromarray(c).resize((g.shape[1], g.shape[0]),
-                                                           Image.BILINEAR))
-    c = np.nan_to_num(np.clip(c, 0.0, 1.0))
-    heat = _JET[(c * 255).astype(np.uint8)].astype(np.float32)
-    a = (alpha * (0.3 + 0.7 * c))[..., None]
-    out = rgb.astype(np.float32) * (1 - a) + heat * a
-    return out.round().astype(np.uint8)
+        rgb = np.repeat(g[..., None], 3, axis=2) if g.ndim == 2 else g[..., :3]
+        return np.ascontiguousarray(rgb)
+    return overlay_blend(g, cam, alpha=alpha, colormap="jet", weighted=True)
 
 
 def _text(draw: ImageDraw.ImageDraw, xy, text: str, font, fill=FG, anchor="la") -> None:
