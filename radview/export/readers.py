@@ -102,14 +102,18 @@ def import_rsna(store: LabelStore, path: str, root: str | None = None) -> dict[s
     return {"labels": len(out), "matched": matched}
 
 
-def import_coco(store: LabelStore, path: str, root: str | None = None) -> dict[str, int]:
+def _load_json(path: str):
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            return json.load(fh)
     except OSError as exc:
         raise LabelFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LabelFileError(path, f"not JSON ({exc})") from None
+
+
+def import_coco(store: LabelStore, path: str, root: str | None = None) -> dict[str, int]:
+    doc = _load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise LabelFileError(path, "not a COCO file: no 'images' list")
     cats = {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
@@ -149,13 +153,7 @@ def import_coco(store: LabelStore, path: str, root: str | None = None) -> dict[s
 def import_json(store: LabelStore, path: str, root: str | None = None) -> dict[str, int]:
     from radview.export.writers import JSON_FORMAT, JSON_VERSION
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise LabelFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise LabelFileError(path, f"not JSON ({exc})") from None
+    doc = _load_json(path)
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT:
         raise LabelFileError(path, f"not a radview JSON export (format != {JSON_FORMAT!r})")
     if int(doc.get("version", 0)) > JSON_VERSION:

@@ -241,3 +241,15 @@ def _replace_one(boxes: tuple[Box, ...], old: Box, new: Box | None) -> tuple[Box
                 out[i] = new
             return tuple(out)
     raise ValueError(f"box {old} is not among the image's boxes")
+
+
+def open_owned_store(widget):
+    """(LabelStore, None) opened for a widget that closes it when destroyed, or (None, reason)."""
+    from radview.store import LabelStore, StoreError
+
+    try:
+        store = LabelStore()
+    except StoreError as exc:
+        return None, str(exc)
+    widget.destroyed.connect(lambda *_: store.close())  # we opened it: we close it
+    return store, None

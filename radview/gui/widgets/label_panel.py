@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, Q
 
 from shiboken6 import isValid
 
-from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand,
+from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand, open_owned_store,
                               RejectBoxCommand, ReplaceBoxCommand, SetLabelCommand, push,
                               store_signals)
 from radview.store import REASON_CODES, LabelStore, StoreError
@@ -175,12 +175,8 @@ class LabelPanel(QWidget):
 
     def _open(self, store: LabelStore | None) -> None:
         if store is None:
-            try:
-                store = LabelStore()
-                owned = store
-                self.destroyed.connect(lambda *_: owned.close())  # we opened it: we close it
-            except StoreError as exc:
-                self.store_problem = str(exc)
+            store, problem = open_owned_store(self)
+            self.store_problem = problem or ""
         self.store = store
         if store is not None:
             saved = _settings_value("label_panel/reader")

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from shiboken6 import isValid
 
-from radview.gui.undo import store_signals
+from radview.gui.undo import open_owned_store, store_signals
 from radview.store import REASON_CODES, Correction, LabelStore, StoreError
 
 COLUMNS = ("#", "Time (UTC)", "Reader", "Level", "Item", "Change", "Reason", "Note", "Model",
@@ -50,12 +50,8 @@ class QueuePanel(QWidget):
         self._refresh_timer.timeout.connect(self.refresh)
         self._build()
         if store is None:
-            try:
-                store = LabelStore()
-                owned = store
-                self.destroyed.connect(lambda *_: owned.close())  # we opened it: we close it
-            except StoreError as exc:
-                self.store_problem = str(exc)
+            store, problem = open_owned_store(self)
+            self.store_problem = problem or ""
         self.set_store(store)
         store_signals().changed.connect(self._on_store_changed)
         self.timer = QTimer(self)
