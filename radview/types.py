@@ -23,7 +23,9 @@ class ImageRef:
 
     @property
     def key(self) -> str:
-        """Stable identity used by the store and caches."""
+        """Where the image is (path, `path#frame`): the key the store, caches and the GUI use.
+        The store maps it to a stable item id (SOPInstanceUID, content hash: radview.store.keys)
+        so that corrections follow a moved folder."""
         return self.path if self.frame == 0 else f"{self.path}#{self.frame}"
 
 
@@ -110,11 +112,14 @@ class Box:
 class Label:
     """A label of a study or an image. value is a class name ('abnormal', 'chest', ...)
     or None where only boxes are known. source: where it came from
-    ('mura-folder', 'mura-csv', 'class-folder', 'rsna-csv', 'csv', 'correction', ...)."""
+    ('mura-folder', 'mura-csv', 'class-folder', 'rsna-csv', 'csv', 'correction', ...).
+    space: the label space it belongs to ('mura', 'rsna-pneumonia', 'folder:<name>',
+    'csv:<stem>'; see radview.spaces), set by io at scan time."""
 
     value: str | None
     boxes: tuple[Box, ...] = ()
     source: str = ""
+    space: str = ""  # the label space's name (radview.spaces), '' when unknown
 
 
 # --------------------------------------------------------------------------- studies
@@ -132,6 +137,7 @@ class View:
     columns: int = 0
     series_uid: str = ""
     instance: int = 0
+    uid: str = ""  # SOPInstanceUID for DICOM ('' otherwise): the store's stable item key
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ class Study:
     views: tuple[View, ...] = ()
     layout: str = "flat"
     description: str = ""
+    space: str = ""  # label space name of its label (radview.spaces.space_of resolves it)
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,9 @@ class ScanResult:
     errors: tuple[ScanError, ...] = ()
     n_files: int = 0
     n_read: int = 0  # files whose headers were (re-)read this time; the rest came from cache
+    # DICOM path -> the header keywords the scan kept (radview.io.dicom.HEADER_KEYWORDS): the study
+    # browser's date / accession / patient columns and radview.priors read them (not compared)
+    headers: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- models

@@ -11,6 +11,8 @@
    Python that has fastai (--fastai-python, e.g. a throwaway venv). Target: radview >= 1.5x.
 3. Grad-CAM: radview's grad_cam vs the `grad-cam` package's GradCAM on the same model and
    input, and vs one forward pass. Targets: <= 0.9x grad-cam, <= 2.2x a forward.
+4. detector: the bundled rsna-pneumonia detector's predict (decode + preprocess + forward + boxes
+   in image pixels) vs its bare forward on ready tensors, ms per image on CPU. Target >= 0.90x.
 Model: the bundled region model (EfficientNet-Lite0, 224 px). Threads: radview's default
 (max(1, cores - 1)) unless --threads.
 """
@@ -81,6 +83,48 @@ def bench_predict(model, files: list[str], bs: int, repeats: int) -> dict:
     return {"images": len(files), "compute_batch": cb, "bare_img_s": len(files) / t_bare,
             f"bare_batch{bs}_img_s": len(files) / t_bare_bs, "predict_img_s": len(files) / t_pred,
             "ratio": t_bare / t_pred}
+
+
+def detector_images(n: int) -> list[str]:
+    files = sorted(str(p) for p in (SHARED / "rsna-pneumonia" / "jpeg-512" / "images").glob("*.jpg"))[:n]
+    files += sorted(str(p) for p in (SHARED / "rsna-pneumonia" / "stage_2_train_images").glob("*.dcm"))
+    if not files:
+        raise SystemExit(f"no RSNA images under {SHARED}")
+    return [files[i % len(files)] for i in range(n)]
+
+
+def bench_detector(name: str, files: list[str], bs: int, repeats: int) -> dict:
+    """Detector predict (decode + preprocess + forward + boxes to image pixels; without and with the
+    body-part gate) vs its bare forward on ready tensors, same batch size."""
+    import numpy as np
+    import torch
+
+    from radview.io import load_frame
+    from radview.models.engine import iter_predict
+    from radview.models.preprocess import prepare
+    from radview.models.registry import load_model
+
+    model = load_model(name, "cpu")
+    ready = torch.from_numpy(np.stack([prepare(load_frame(f), model.manifest.input)[0] for f in files]))
+
+    def bare():
+        with torch.inference_mode():
+            for i in range(0, len(ready), bs):
+                model.module(list(ready[i:i + bs].unbind(0)))
+
+    def predict(gate: bool):
+        n = sum(1 for p in iter_predict(files, model, batch_size=bs, gate=gate) if p.error is None)
+        assert n == len(files)
+
+    bare()  # warm-up
+    t_bare = best_of(bare, repeats)
+    t_pred = best_of(lambda: predict(False), repeats)
+    predict(True)  # loads the gate model
+    t_gate = best_of(lambda: predict(True), max(1, repeats - 1))
+    return {"model": name, "images": len(files), "batch": bs, "bare_ms_per_image": 1000 * t_bare / len(files),
+            "predict_ms_per_image": 1000 * t_pred / len(files), "ratio": t_bare / t_pred,
+            "predict_gated_ms_per_image": 1000 * t_gate / len(files), "ratio_gated": t_bare / t_gate,
+            "device": "cpu"}
 
 
 FASTAI_CODE = r"""
@@ -214,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, help="torch threads (default: radview's)")
     ap.add_argument("--fastai-python", help="a python with fastai installed (skipped if absent)")
-    ap.add_argument("--skip", default="", help="comma list of predict,fastai,cam to skip")
+    ap.add_argument("--skip", default="", help="comma list of predict,detector,fastai,cam to skip")
     args = ap.parse_args(argv)
     from radview.models.registry import configure_threads, load_model
 
@@ -228,6 +272,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"predict: {r['predict_img_s']:.1f} img/s vs bare forward {r['bare_img_s']:.1f} img/s (same compute "
               f"batch {r['compute_batch']}; {r[f'bare_batch{args.bs}_img_s']:.1f} img/s in batches of {args.bs}) over "
               f"{r['images']} real images -> {r['ratio']:.2f}x (target >= 0.90x)", flush=True)
+    if "detector" not in skip:
+        from radview.models.registry import get_model_info
+
+        if not get_model_info("rsna-pneumonia").installed:
+            print("detector: skipped (rsna-pneumonia weights not installed)")
+        else:
+            d = bench_detector("rsna-pneumonia", detector_images(max(40, args.n // 4)), args.bs, args.repeats)
+            report["detector"] = d
+            print(f"detector: predict {d['predict_ms_per_image']:.1f} ms/image vs bare forward on ready tensors "
+                  f"{d['bare_ms_per_image']:.1f} ms/image over {d['images']} real images -> {d['ratio']:.2f}x "
+                  f"(target >= 0.90x); with the body-part gate {d['predict_gated_ms_per_image']:.1f} ms/image "
+                  f"({d['ratio_gated']:.2f}x); CPU", flush=True)
     if "fastai" not in skip:
         if not args.fastai_python:
             print("fastai: skipped (no --fastai-python given)")

@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-gui", action="store_true", help="skip the panel responsiveness part")
+    ap.add_argument("--no-label-issues", action="store_true",
+                    help="skip the label-issues part (issue 17)")
     args = ap.parse_args(argv)
 
     preds, truths = synthetic_studies(args.studies, seed=0)
@@ -102,9 +104,72 @@ def main(argv=None) -> int:
     print(f"baseline naive sklearn bootstrap loop, overall only (scaled): {t_loop * 1000:8.1f} ms"
           f"  radview is {t_loop / t_review:.1f}x faster while doing 8x the CIs")
     ok = t_review <= 1.0
+    if not args.no_label_issues:
+        ok = bench_label_issues(args.studies, args.repeat) and ok
     if not args.no_gui:
         ok = bench_panel(data, args.resamples) and ok
     return 0 if ok else 1
+
+
+def bench_label_issues(n: int, repeat: int) -> bool:
+    """Label issues (issue 17) for n studies of 1-4 views with 1,280-d features in the feature
+    cache (SQLite, as `radview review --label-issues` reads them): read + 5 grouped folds +
+    confident learning + ranking. Target <= 5 s. Baseline in the same run: scikit-learn's
+    cross_val_predict of a LogisticRegression on the study-mean features (5 grouped folds,
+    no confident learning, no views)."""
+    import tempfile
+
+    from radview.models.model_features import ModelFeatureCache
+    from radview.review.label_issues import find_label_issues, study_means
+
+    rng = np.random.default_rng(0)
+    views = rng.integers(1, 5, n)
+    owner = np.repeat(np.arange(n), views)
+    y = rng.integers(0, 2, n)
+    centre = rng.normal(size=(2, 1280)).astype(np.float32) * 0.08
+    x = centre[y[owner]] + rng.normal(size=(len(owner), 1280)).astype(np.float32)
+    flip = rng.choice(n, n // 20, replace=False)
+    given_y = y.copy()
+    given_y[flip] = 1 - given_y[flip]
+    given = list(np.asarray(["normal", "abnormal"], dtype=object)[given_y])
+    keys = [f"/site/patient{i // 2:05d}/study{i % 2}" for i in range(n)]
+    image_keys = [f"{keys[s]}/image{j}.png" for s in range(n) for j in range(views[s])]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ModelFeatureCache(os.path.join(tmp, "features.sqlite"))
+        cache.put("bench|1|sha", ((k, "1:1", v) for k, v in zip(image_keys, x)))
+        idents = [(k, "1:1") for k in image_keys]
+
+        def run():
+            got = cache.get("bench|1|sha", idents)
+            rows = np.stack([got[k] for k in image_keys])
+            return find_label_issues(rows, owner, given, keys,
+                                     groups=[k.rsplit("/", 1)[0] for k in keys])
+
+        t_all, rep = best_of(run, repeat)
+        t_read, _ = best_of(lambda: cache.get("bench|1|sha", idents), repeat)
+        cache.close()
+    found = len(set(flip.tolist()) & {keys.index(r.key) for r in rep.issues[:2 * len(flip)]})
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    xs = study_means(x, owner, n)
+
+    def sk():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cross_val_predict(LogisticRegression(max_iter=200), xs, given_y,
+                                     groups=np.arange(n) // 2, cv=GroupKFold(5),
+                                     method="predict_proba")
+
+    t_sk, _ = best_of(sk, repeat)
+    print(f"label issues: {n} studies, {len(owner)} images x 1280 features from the cache: "
+          f"{t_all * 1000:.0f} ms (cache read {t_read * 1000:.0f} ms), target <= 5000 ms: "
+          f"{'OK' if t_all <= 5.0 else 'MISSED'}; {len(rep.issues)} flagged, {found} of "
+          f"{len(flip)} flipped labels among them")
+    print(f"baseline sklearn cross_val_predict LogisticRegression (study means, no CL): "
+          f"{t_sk * 1000:.0f} ms  ratio radview/baseline = {t_all / t_sk:.2f}x")
+    return t_all <= 5.0
 
 
 def bench_panel(data, resamples: int) -> bool:

@@ -10,7 +10,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Two cores on CI: keep torch from oversubscribing when several things run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-SHARED_DATA = (Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+# ../shared/data beside the project; RADVIEW_SHARED_DATA overrides it (as for radview.io.samples):
+# `RADVIEW_SHARED_DATA=/nonexistent scripts/test` runs the suite as a fresh clone without it.
+SHARED_DATA = (Path(os.environ["RADVIEW_SHARED_DATA"]) if os.environ.get("RADVIEW_SHARED_DATA")
+               else Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use ../shared/data (the shared_data fixture, directly or through another
+    fixture) get the `shared` marker, so `-m "not shared"` runs what a fresh clone can."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +52,12 @@ def testdata_file(name: str) -> str:
 @pytest.fixture
 def testdata():
     return testdata_file
+
+
+@pytest.fixture(scope="session")
+def radiographs(tmp_path_factory):
+    """Real-enough radiographs made from the public samples pydicom-data ships (no ../shared
+    needed): see tests/fixtures/radiographs.py."""
+    from tests.fixtures.radiographs import make_radiographs
+
+    return make_radiographs(tmp_path_factory.mktemp("radiographs"))

@@ -44,7 +44,10 @@ def rsna_store(shared_data, tmp_path):
 
     folder = shared_data / "rsna-pneumonia"
     result = scan(folder, use_index=False)
-    assert len(result.studies) == 10
+    # the 10 challenge DICOMs and the 1,286 JPEG copies (jpeg-512/), all paired with their boxes
+    suffixes = [Path(s.views[0].ref.path).suffix for s in result.studies]
+    assert (suffixes.count(".dcm"), suffixes.count(".jpg"), len(suffixes)) == (10, 1286, 1296)
+    assert all(s.layout == "rsna" and s.label is not None for s in result.studies)
     store = LabelStore(tmp_path / "labels.sqlite", reader=PHYSICIAN)
     store.record_scan(result)
     views = [v for s in result.studies for v in s.views]
@@ -74,6 +77,10 @@ def test_deidentified_exports_carry_no_identifier(rsna_store, tmp_path):
         idents.add(f.stem)
         assert f.stem == str(ds.PatientID)
     assert len(idents) >= 10 * 4
+    jpegs = sorted((folder / "jpeg-512" / "images").glob("*.jpg"))
+    assert len(jpegs) == 1286
+    idents |= {f.stem for f in jpegs}  # the JPEGs are named by their patientIds
+    n_images = len(result.studies)
     texts = {}
     for fmt in ("mura", "rsna", "coco", "json"):
         out = tmp_path / f"deid.{fmt}"
@@ -89,19 +96,27 @@ def test_deidentified_exports_carry_no_identifier(rsna_store, tmp_path):
     rsna_ids = {line.split(",")[0] for line in texts["rsna"].splitlines()[1:]}
     coco = json.loads(texts["coco"])
     coco_stems = {Path(i["file_name"]).stem for i in coco["images"]}
-    assert len(rsna_ids) == 10 and rsna_ids <= coco_stems
+    assert len(rsna_ids) == n_images and rsna_ids <= coco_stems
     doc = json.loads(texts["json"])
     assert doc["deidentification"]["profile"].startswith("DICOM PS3.15")
     assert {e["reader"] for e in doc["corrections"]} == {Deidentifier.for_home().reader(PHYSICIAN)}
     assert all(e["note"] == "" for e in doc["corrections"])
     study_keys = {i["key"] for i in doc["items"] if i["level"] == "study"}
-    assert all(UID_RE.match(k) and k.startswith("2.25.") for k in study_keys)
+    # DICOM studies are keyed by StudyInstanceUID (-> 2.25.<hash>), the JPEG copies by their path
+    # (-> pseudonymous components, the image suffix kept)
+    uid_keys = {k for k in study_keys if not k.endswith(".jpg")}
+    assert uid_keys and all(UID_RE.match(k) and k.startswith("2.25.") for k in uid_keys)
+    from radview.export.deid import UUID_RE
+
+    for k in study_keys - uid_keys:  # jpeg-512/images/<patientId>.jpg, every component pseudonymous
+        folder, images, name = k.split("/")
+        assert folder.startswith("anon-") and images.startswith("anon-") and UUID_RE.match(name[:-4])
     # a de-identified export is still a valid label file: it imports with its labels
     with LabelStore(tmp_path / "b.sqlite") as b:
-        assert import_labels(b, tmp_path / "deid.rsna", "rsna").labels == 10
+        assert import_labels(b, tmp_path / "deid.rsna", "rsna").labels == n_images
         assert import_labels(b, tmp_path / "deid.json", "json").events == 4
         # RSNA rows keyed by pseudonymous patientIds, JSON items by pseudonymous paths
-        assert len(b.labels("image")) == 20
+        assert len(b.labels("image")) == 2 * n_images
 
 
 @pytest.mark.shared
@@ -185,3 +200,22 @@ def test_deid_keys_keep_labels_but_not_identifiers(tmp_path):
         export_labels(s, "mura", tmp_path / "m.csv", deidentify=True, deidentifier=deid)
     line = (tmp_path / "m.csv").read_text().strip()
     assert "11185" not in line and line.endswith("/study1_positive/,1")
+
+
+def test_dotted_names_are_pseudonymised_whole(tmp_path):
+    """Only a known image suffix survives: 'DOE.JANE/' never becomes 'anon-....JANE'."""
+    deid = Deidentifier(b"d" * 32)
+    cases = ["/archive/DOE.JANE/1.3.12.2.1107.5.2.32.35162.2012021516.1",
+             "/archive/DOE.JANE/SMITH.J.R/IM0001",
+             "/archive/O.BRIEN.MARY/CR.CHEST.2012/image.v2",
+             "/archive/DOE.JANE/chest.pa.dcm",
+             "/archive/DOE.JANE/scan.PNG"]
+    out = [deid.key(k, root="/archive") for k in cases]
+    for k, o in zip(cases, out):
+        for ident in ("DOE", "JANE", "SMITH", "BRIEN", "MARY", "CHEST", "2012", "IM0001", "v2", "35162"):
+            assert ident.lower() not in o.lower(), (k, o)
+        assert o.count("/") == k.count("/") - 2  # same depth below the root
+    assert out[0].split("/")[0] == out[1].split("/")[0] == out[3].split("/")[0]  # consistent
+    assert out[0].split("/")[1].startswith("2.25.")  # a UID name stays a valid UID
+    assert out[3].endswith(".dcm") and out[4].endswith(".PNG") and "." not in out[2]
+    assert deid.part("DOE.JANE") == deid.pseudonym("DOE.JANE")

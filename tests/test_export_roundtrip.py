@@ -90,9 +90,17 @@ def test_rsna_import_matches_scanned_files_by_patient_id(store, tmp_path):
 
 
 def test_coco_round_trip(store, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from tests.dicom_factory import write_dicom
+
     root = tmp_path / "imgs"
     a, b_, c = str(root / "a.png"), str(root / "sub" / "b.dcm"), str(root / "c.png")
-    store.set_items([("image", a, None, "", "", 640, 480, "{}")])
+    store.set_items([("image", a, None, "", "", 640, 480, "{}")])  # the size the scan saw
+    # sizes the scan did not record come from the files (PNG and DICOM headers)
+    write_dicom(b_, np.zeros((30, 40), np.uint16))
+    Image.fromarray(np.zeros((21, 33), np.uint8)).save(c)
     store.set_source_labels({a: Label("pneumonia", (Box(1, 2, 3, 4, "opacity"),), "coco"),
                              b_: Label("normal", (), "coco")}, boxes_known=True)
     store.set_source_labels({c: Label("chest", source="class-folder")})
@@ -103,8 +111,8 @@ def test_coco_round_trip(store, tmp_path):
     assert [c_["name"] for c_ in doc["categories"]] == ["nodule", "opacity"]
     ann = {tuple(x["bbox"]): x for x in doc["annotations"]}
     assert ann[(50, 60, 70, 80)]["score"] == 0.75 and ann[(1, 2, 3, 4)]["area"] == 12
-    img_a = next(i for i in doc["images"] if i["file_name"] == "a.png")
-    assert (img_a["width"], img_a["height"]) == (640, 480)
+    size = {i["file_name"]: (i["width"], i["height"]) for i in doc["images"]}
+    assert size == {"a.png": (640, 480), "sub/b.dcm": (40, 30), "c.png": (33, 21)}
     with _fresh(tmp_path) as b:
         import_labels(b, tmp_path / "coco.json", "coco", root=root)
         assert _values(b.labels("image")) == _values(store.labels("image"))
@@ -212,3 +220,53 @@ def test_real_rsna_csv_round_trip(shared_data, tmp_path):
         (r["patientId"], *(float(r[c]) if r[c] else None for c in ("x", "y", "width", "height")),
          r["Target"]) for r in csv.DictReader(open(p)))
     assert rows(tmp_path / "out.csv") == rows(src)  # row for row, boxes in any order
+
+
+def test_coco_sizes_rounding_and_filters_by_space_and_folder(store, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from radview.export import iter_export
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    paths = {}
+    for folder, name, shape in ((one, "p1.png", (50, 70)), (two, "p2.png", (64, 32))):
+        folder.mkdir()
+        paths[name] = str(folder / name)
+        Image.fromarray(np.zeros(shape, np.uint8)).save(paths[name])
+    box = Box(303.89677419354825, 10.04, 20.25, 7.7777, "opacity")
+    store.set_source_labels({paths["p1.png"]: Label("pneumonia", (box,), "rsna-csv",
+                                                    "rsna-pneumonia"),
+                             paths["p2.png"]: Label("chest", source="class-folder",
+                                                    space="folder:two")}, boxes_known=True)
+    steps = list(iter_export(store, "coco", tmp_path / "all.json"))
+    assert all(p.payload is None for p in steps[:-1]) and steps[-1].payload.rows == 2
+    doc = json.loads((tmp_path / "all.json").read_text())
+    assert {(i["width"], i["height"]) for i in doc["images"]} == {(70, 50), (32, 64)}
+    [ann] = doc["annotations"]
+    assert ann["bbox"] == [303.9, 10, 20.2, 7.8] and ann["area"] == round(20.2 * 7.8, 2)
+    res = export_labels(store, "coco", tmp_path / "rsna.json", space="rsna-pneumonia")
+    names = [i["file_name"] for i in json.loads((tmp_path / "rsna.json").read_text())["images"]]
+    assert res.rows == 1 and names == [paths["p1.png"]] and res.space == "rsna-pneumonia"
+    res = export_labels(store, "coco", tmp_path / "two.json", folder=two)
+    names = [i["file_name"] for i in json.loads((tmp_path / "two.json").read_text())["images"]]
+    assert res.rows == 1 and names == [paths["p2.png"]]
+    assert export_labels(store, "coco", tmp_path / "none.json", space="rsna-pneumonia",
+                         folder=two).rows == 0
+    # RSNA CSV: 0.1 px as well
+    export_labels(store, "rsna", tmp_path / "r.csv", space="rsna-pneumonia")
+    assert (tmp_path / "r.csv").read_text().splitlines()[1] == "p1,303.9,10,20.2,7.8,1"
+    # the CLI takes the same filters, and names an unknown space
+    from radview.paths import store_db_path  # noqa: F401 - the CLI default is not used here
+    rc = main(["export", "--format", "coco", "--out", str(tmp_path / "cli.json"), "--store",
+               str(store.path), "--space", "folder:two", "--folder", str(two)])
+    assert rc == 0
+    assert len(json.loads((tmp_path / "cli.json").read_text())["images"]) == 1
+    assert main(["export", "--format", "coco", "--out", str(tmp_path / "x.json"), "--store",
+                 str(store.path), "--space", "mura"]) == 2
+
+
+def test_coco_skips_an_image_whose_size_is_unknown_with_the_reason(store, tmp_path):
+    store.set_source_labels({str(tmp_path / "gone.png"): Label("chest", source="class-folder")})
+    res = export_labels(store, "coco", tmp_path / "c.json")
+    assert res.rows == 0 and res.skipped == {"image size unknown: no such file": 1}

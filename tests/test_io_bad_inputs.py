@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +31,14 @@ def _make_bad_files(d: Path) -> dict[str, str]:
     (d / "truncated.dcm").write_bytes(full[: len(full) - 3000])
     bad["truncated.dcm"] = "truncated pixel data"
     (d / "header_cut.dcm").write_bytes(full[:200])
-    bad["header_cut.dcm"] = "truncated or corrupt"
+    bad["header_cut.dcm"] = "truncated at byte 200"
+    ds_full = pydicom.dcmread(d / "truncated.dcm", stop_before_pixels=True, force=True)
+    cut_in = full.rindex(str(ds_full.SOPInstanceUID).encode()) + 5  # inside the SOP Instance UID value
+    (d / "mid_element.dcm").write_bytes(full[:cut_in])
+    bad["mid_element.dcm"] = f"truncated at byte {cut_in}: element (0008,0018) declares"
+    (d / "notes.dcm").write_text("Patient notes\nnothing to see here\n")
+    bad["notes.dcm"] = "not a DICOM file: no DICM preamble at byte 128 and it does not start with DICOM data " \
+                       "elements (it looks like a text file)"
     sr = write_dicom(d / "report.dcm", None, SOPClassUID="1.2.840.10008.5.1.4.1.1.88.11")
     assert "PixelData" not in pydicom.dcmread(sr)
     bad["report.dcm"] = "no image"
@@ -52,11 +56,23 @@ def _make_bad_files(d: Path) -> dict[str, str]:
     ds["PixelData"].VR = "OB"
     ds.save_as(ts)
     bad["mpeg.dcm"] = "unsupported transfer syntax"
-    nots = write_dicom(d / "nots.dcm", np.zeros((4, 4), np.uint16))
-    ds = pydicom.dcmread(nots)
-    del ds.file_meta.TransferSyntaxUID
-    ds.save_as(nots, enforce_file_format=False, implicit_vr=False, little_endian=True)
-    bad["nots.dcm"] = "Transfer Syntax"
+    bits = write_dicom(d / "bits13.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(bits)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 13, 12, 11
+    ds.save_as(bits)
+    bad["bits13.dcm"] = "impossible bit depth: BitsAllocated=13"
+    bits = write_dicom(d / "bits20.dcm", np.zeros((4, 4), np.uint16))
+    ds = pydicom.dcmread(bits)
+    ds.BitsStored, ds.HighBit = 20, 19
+    ds.save_as(bits)
+    bad["bits20.dcm"] = "impossible bit depth: BitsStored=20 with BitsAllocated=16"
+    jpg = write_dicom(d / "notjpeg.dcm", np.zeros((4, 4), np.uint8))
+    ds = pydicom.dcmread(jpg)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.PixelData = encapsulate([b"this is no JPEG stream at all"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(jpg)
+    bad["notjpeg.dcm"] = "corrupt JPEG Baseline (Process 1) pixel data: the first fragment is not a JPEG stream"
     bogus = write_dicom(d / "bogus.dcm", np.zeros((4, 4), np.uint16))
     ds = pydicom.dcmread(bogus)
     ds.Rows = 0
@@ -68,7 +84,11 @@ def _make_bad_files(d: Path) -> dict[str, str]:
     ds.save_as(big)
     bad["bogus2.dcm"] = "truncated pixel data"
     (d / "fake.png").write_bytes(b"this is a text file, not a PNG at all")
-    bad["fake.png"] = "not a PNG"
+    bad["fake.png"] = "not a PNG file: its first bytes are not a PNG signature (it looks like a text file)"
+    png = _good_png(d / "cut.png").read_bytes()
+    (d / "badheader.png").write_bytes(png[:8] + b"\x00\x00\x00\x0dIHDR" + b"\x00" * 4)  # IHDR cut short
+    (d / "cut.png").unlink()
+    bad["badheader.png"] = "PNG"
     return bad
 
 

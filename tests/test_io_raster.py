@@ -79,3 +79,40 @@ def test_max_size_box_filters_down(tmp_path, max_size):
     d = display_image(load_frame(tmp_path / "big.png"), max_size=max_size)
     assert max(d.shape) <= max_size and max(d.shape) >= max_size * 0.6
     assert abs(float(d.mean()) - float(a.mean())) < 2
+
+
+def test_scan_time_png_header_check_agrees_with_pillow(tmp_path):
+    """The scan checks PNG headers itself (fast); Pillow's open is the oracle: each mutated
+    header is refused by both or accepted by both."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from radview.io.sniff import check_raster
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((6, 5), 7, np.uint8)).save(buf, format="PNG")
+    good = buf.getvalue()
+
+    def with_ihdr(width=5, height=6, depth=8, colour=0, crc_ok=True, interlace=0):
+        data = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+        crc = zlib.crc32(b"IHDR" + data) ^ (0 if crc_ok else 1)
+        return good[:8] + struct.pack(">I", 13) + b"IHDR" + data + struct.pack(">I", crc) + good[33:]
+
+    variants = {"good": good, "depth3": with_ihdr(depth=3), "rgb4bit": with_ihdr(depth=4, colour=2),
+                "zero": with_ihdr(width=0), "crc": with_ihdr(crc_ok=False), "interlace": with_ihdr(interlace=1),
+                "cut": good[:20], "colour5": with_ihdr(colour=5)}
+    for name, data in variants.items():
+        p = tmp_path / f"{name}.png"
+        p.write_bytes(data)
+        ours = check_raster(str(p), len(data))
+        try:
+            with Image.open(p) as im:
+                im.size
+            pillow_ok = True
+        except Exception:  # noqa: BLE001 - the oracle: any refusal
+            pillow_ok = False
+        assert (ours is None) == pillow_ok, (name, ours)
+    assert "IHDR" in check_raster(str(tmp_path / "cut.png"), 20)

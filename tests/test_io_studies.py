@@ -76,17 +76,71 @@ def test_dicom_grouped_by_study_uid_and_ordered(tmp_path):
     assert by["9.9"].patient == "P2" and by["9.9"].study_type == "HAND" and by["9.9"].views[0].modality == "CR"
 
 
+def _rsna_csv_rows(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_rsna_layout_pairs_each_image_with_its_boxes(shared_data):
+    """The 10 challenge DICOMs (boxes in their 1024 px) and the 1,286 JPEG copies at 512 px
+    (boxes scaled to them in jpeg-512/labels.csv): each image gets the boxes of the nearest CSV."""
     rsna = shared_data / "rsna-pneumonia"
     labels = read_rsna_csv(rsna / "stage_2_train_labels.csv")
     assert len(labels) == 26684 and sum(len(v.boxes) for v in labels.values()) == 9555
-    for root in (rsna, rsna / "stage_2_train_images"):  # the CSV is found beside or above
-        r = scan(root)
-        assert len(r.studies) == 10 and not r.errors
-        two_box = [s for s in r.studies if s.label and len(s.label.boxes) == 2]
-        assert len(two_box) == 3 and all(s.label.value == "pneumonia" for s in two_box)
-        assert {os.path.basename(s.views[0].ref.path)[:8] for s in two_box} == {"00436515", "00704310", "00aecb01"}
-        assert all(s.layout == "rsna" for s in r.studies)
+    jpeg_rows = _rsna_csv_rows(rsna / "jpeg-512" / "labels.csv")
+    expected_512 = {}
+    for row in jpeg_rows:
+        boxes = expected_512.setdefault(row["patientId"], [])
+        if row["Target"] == "1":
+            boxes.append(tuple(float(row[k]) for k in ("x", "y", "width", "height")))
+    assert len(expected_512) == 1286
+    for root in (rsna, rsna / "stage_2_train_images", rsna / "jpeg-512", rsna / "jpeg-512" / "images"):
+        r = scan(root)  # the CSV is found beside or above the images folder
+        assert not r.errors and all(s.layout == "rsna" and s.space == "rsna-pneumonia" for s in r.studies)
+        dicoms = [s for s in r.studies if s.views[0].ref.path.endswith(".dcm")]
+        jpegs = [s for s in r.studies if s.views[0].ref.path.endswith(".jpg")]
+        assert len(dicoms) == (10 if root.name in ("rsna-pneumonia", "stage_2_train_images") else 0)
+        assert len(jpegs) == (1286 if root.name != "stage_2_train_images" else 0)
+        if dicoms:
+            two_box = [s for s in dicoms if s.label and len(s.label.boxes) == 2]
+            assert len(two_box) == 3 and all(s.label.value == "pneumonia" for s in two_box)
+            assert {os.path.basename(s.views[0].ref.path)[:8] for s in two_box} == {"00436515", "00704310", "00aecb01"}
+            for s in dicoms:  # the 1024 px boxes of the official CSV
+                assert s.label.boxes == labels[s.patient].boxes
+        if jpegs:
+            assert sum(s.label.value == "pneumonia" for s in jpegs) == 331
+            assert sum(len(s.label.boxes) for s in jpegs) == 529
+            for s in jpegs:  # each image paired with its own (512 px) boxes, not the 1024 px ones
+                pid = os.path.basename(s.views[0].ref.path)[:-4]
+                assert s.patient == pid and s.views[0].label == s.label
+                assert [(b.x, b.y, b.width, b.height) for b in s.label.boxes] == expected_512[pid]
+                assert s.label.value == ("pneumonia" if expected_512[pid] else "normal")
+                assert all(b.x + b.width <= 512 and b.y + b.height <= 512 for b in s.label.boxes)
+            scaled = [s for s in jpegs if s.label.boxes and labels[s.patient].boxes]
+            assert scaled and all(abs(s.label.boxes[0].width * 2 - labels[s.patient].boxes[0].width) < 1.01
+                                  for s in scaled[:50] if len(s.label.boxes) == 1)
+
+
+def test_rsna_jpeg_layout_generated(tmp_path):
+    """The layout rule on generated files: a `*_labels.csv` with the challenge header beside an
+    images folder; an image not in the CSV stays an unlabelled flat study; a CSV with another
+    header is not RSNA."""
+    images = tmp_path / "set" / "images"
+    for pid in ("aaa-1", "bbb-2", "ccc-3"):
+        _png(images / f"{pid}.png")
+    (tmp_path / "set" / "train_labels.csv").write_text(
+        "patientId,x,y,width,height,Target\naaa-1,1,2,3,4,1\naaa-1,5,6,7,8,1\nbbb-2,,,,,0\n")
+    r = scan(tmp_path / "set" / "images")
+    by = {os.path.basename(s.key): s for s in r.studies}
+    assert by["aaa-1.png"].layout == "rsna" and len(by["aaa-1.png"].label.boxes) == 2
+    assert by["aaa-1.png"].label.boxes[1].x == 5 and by["aaa-1.png"].label.value == "pneumonia"
+    assert by["bbb-2.png"].label.value == "normal" and by["bbb-2.png"].layout == "rsna"
+    assert by["ccc-3.png"].layout == "flat" and by["ccc-3.png"].label is None
+    (tmp_path / "set" / "train_labels.csv").write_text("patientId,label\naaa-1,1\n")
+    r = scan(tmp_path / "set" / "images")
+    assert {s.layout for s in r.studies} == {"flat"}
 
 
 def test_index_is_incremental(tmp_path):
@@ -120,3 +174,14 @@ def test_label_readers(tmp_path):
 def test_single_file_scan(testdata):
     r = scan(testdata("RG3_J2KR.dcm"))
     assert len(r.studies) == 1 and r.studies[0].study_type == "EXTREMITY"
+
+
+def test_index_made_by_an_older_scanner_is_rebuilt(tmp_path, radview_home, monkeypatch):
+    """A cache entry written before the scanner learnt a check would hide what it finds now."""
+    import radview.io.index as index
+
+    write_dicom(tmp_path / "IM0001", np.zeros((4, 4), np.uint16), study_uid="3.3")
+    assert scan(tmp_path).n_read == 1 and scan(tmp_path).n_read == 0
+    monkeypatch.setattr(index, "SCANNER_VERSION", index.SCANNER_VERSION + "-next")
+    r = scan(tmp_path)
+    assert r.n_read == 1 and [s.key for s in r.studies] == ["3.3"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from radview.io import load_frame
 from radview.models import arch as archmod
@@ -24,16 +23,15 @@ def region():
     return registry.load_model("region", "cpu")
 
 
-def real224(tmp_path, shared_data, cls: str):
-    """A real radiograph at the model's input size (so both CAMs live on one grid)."""
-    src = sorted((shared_data / "openi-chest-abdomen" / "val" / cls).glob("*.png"))[0]
-    Image.open(src).convert("L").resize((224, 224), Image.BILINEAR).save(tmp_path / f"{cls}.png")
-    return load_frame(tmp_path / f"{cls}.png")
+def real224(radiographs, cls: str):
+    """A real scan at the model's input size (so both CAMs live on one grid): the NEMA CR chest
+    (chest) and pydicom's abdominal CT slice (abd), both shipped by dependencies: no ../shared."""
+    return load_frame(radiographs.chest224 if cls == "chest" else radiographs.abd224)
 
 
 @pytest.fixture
-def chest224(tmp_path, shared_data):
-    return real224(tmp_path, shared_data, "chest")
+def chest224(radiographs):
+    return real224(radiographs, "chest")
 
 
 def oracle_cam(module, layer, x, idx, method):
@@ -43,8 +41,8 @@ def oracle_cam(module, layer, x, idx, method):
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam"])
 @pytest.mark.parametrize("target", ["chest", "abd"])  # on an image of that class
-def test_matches_grad_cam_package_on_region_model(region, tmp_path, shared_data, method, target):
-    frame = real224(tmp_path, shared_data, target)  # the class the image shows: positive evidence exists
+def test_matches_grad_cam_package_on_region_model(region, radiographs, method, target):
+    frame = real224(radiographs, target)  # the class the image shows: positive evidence exists
     ours = grad_cam(region, frame, target=target, method=method)
     assert ours.data.shape == frame.shape and ours.data.dtype == np.float32
     assert ours.data.min() >= 0 and ours.data.max() <= 1 and ours.data.max() > 0.99
@@ -73,11 +71,11 @@ def test_binary_head_and_other_layer_match(chest224):
         assert np.corrcoef(ours.data.ravel(), theirs.ravel())[0, 1] >= 0.99
 
 
-def test_hooks_are_removed_and_image_coordinates(region, shared_data):
-    frame = load_frame(shared_data / "dicom" / "siim-chest-cr-jpeg-baseline.dcm")
+def test_hooks_are_removed_and_image_coordinates(region, radiographs):
+    frame = load_frame(radiographs.chest_dicom)
     layer = region.module._head_act
     cam = grad_cam(region, frame)
-    assert cam.data.shape == frame.shape == (1024, 1024)
+    assert cam.data.shape == frame.shape == (1955, 1841)
     assert cam.target == "chest"
     assert not layer._forward_hooks and not layer._backward_hooks
     assert not any(m._forward_hooks for m in region.module.modules())

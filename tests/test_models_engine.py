@@ -73,8 +73,8 @@ def test_gate_off_and_noise(region, tmp_path):
 
 
 @pytest.mark.parametrize("decoder", ["process", "thread"])
-def test_bad_files_give_error_predictions_and_the_run_goes_on(region, tmp_path, shared_data, decoder):
-    good = sorted((shared_data / "openi-chest-abdomen" / "val" / "abd").glob("*.png"))[:2]
+def test_bad_files_give_error_predictions_and_the_run_goes_on(region, tmp_path, radiographs, decoder):
+    good = radiographs.series[:2]
     (tmp_path / "trunc.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     (tmp_path / "x.dcm").write_bytes(b"nonsense")
     refs = [str(good[0]), str(tmp_path / "trunc.png"), str(tmp_path / "missing.png"), str(tmp_path / "x.dcm"),
@@ -88,8 +88,8 @@ def test_bad_files_give_error_predictions_and_the_run_goes_on(region, tmp_path, 
 
 
 @pytest.mark.parametrize("decoder", ["process", "thread"])
-def test_iter_predict_is_lazy_and_cancellable(region, shared_data, decoder):
-    src = sorted((shared_data / "openi-chest-abdomen" / "train" / "chest").glob("*.png"))
+def test_iter_predict_is_lazy_and_cancellable(region, radiographs, decoder):
+    src = list(radiographs.series)
     pulled = []
 
     def refs():
@@ -112,10 +112,10 @@ def test_iter_predict_is_lazy_and_cancellable(region, shared_data, decoder):
     assert not [t.name for t in threading.enumerate() if t.name.startswith("radview-decode")]
 
 
-def test_decoder_processes_never_import_torch_or_qt(region, shared_data):
+def test_decoder_processes_never_import_torch_or_qt(region, radiographs):
     from radview.models import decoding
 
-    val = sorted((shared_data / "openi-chest-abdomen" / "val" / "abd").glob("*.png"))[:1]
+    val = [radiographs.chest]
     assert list(iter_predict([str(p) for p in val], region, decoder="process"))[0].error is None
     seen = decoding.process_pool().submit(decoding.loaded_modules, ["torch", "PySide6", "radview.io"]).result()
     assert seen == {"torch": False, "PySide6": False, "radview.io": True}

@@ -50,9 +50,10 @@ def png(path, size=(40, 48), value=None):
 
 def test_bundled_models_are_listed_with_their_status():
     infos = {i.name: i for i in registry.list_models()}
-    assert {"region", "mura-densenet169", "rsna-pneumonia"} <= set(infos)
-    assert infos["region"].installed and infos["region"].source == "bundled"
-    for name in ("mura-densenet169", "rsna-pneumonia"):
+    assert {"region", "body-part", "mura-densenet169", "rsna-pneumonia"} <= set(infos)
+    for name in ("region", "body-part", "rsna-pneumonia"):  # weights bundled
+        assert infos[name].installed and infos[name].source == "bundled", infos[name].status
+    for name in ("mura-densenet169",):
         assert not infos[name].installed
         assert infos[name].status.startswith("weights not installed")
         assert f"--name {name}" in infos[name].status
@@ -138,7 +139,7 @@ def test_manifest_validation_names_the_problem(tmp_path):
     assert m.num_outputs == 1 and manifest_from_dict({**base, "task": "multiclass"}).num_outputs == 2
 
 
-def test_import_torchvision_densenet169_state_dict_for_the_mura_manifest(tmp_path, shared_data):
+def test_import_torchvision_densenet169_state_dict_for_the_mura_manifest(tmp_path, radiographs):
     import torchvision
 
     net = torchvision.models.densenet169(weights=None)
@@ -154,8 +155,7 @@ def test_import_torchvision_densenet169_state_dict_for_the_mura_manifest(tmp_pat
 
     x = next(iter(model.module.parameters()))
     assert torch.equal(x, next(iter(net.parameters())))
-    val = sorted((shared_data / "openi-chest-abdomen" / "val" / "chest").glob("*.png"))[:1]
-    (pred,) = list(iter_predict([str(p) for p in val], model))
+    (pred,) = list(iter_predict([str(radiographs.chest)], model))
     assert pred.error is None and pred.classes == ("normal", "abnormal") and abs(sum(pred.probs) - 1) < 1e-6
     # weights of the wrong shape are refused and nothing is installed
     bad = torchvision.models.densenet121(weights=None).state_dict()
@@ -168,7 +168,7 @@ def test_import_torchvision_densenet169_state_dict_for_the_mura_manifest(tmp_pat
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
-def test_import_torchscript_from_a_manifest_alone(tmp_path):
+def test_import_torchscript_from_a_manifest_alone(tmp_path, monkeypatch):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
     scripted = torch.jit.trace(net, torch.zeros(1, 3, 32, 32))
@@ -178,6 +178,10 @@ def test_import_torchscript_from_a_manifest_alone(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(manifest))
     info = registry.import_model(tmp_path / "model.ts", manifest=tmp_path / "m.json")
     assert info.installed and info.name == "ts-model"
+    monkeypatch.delenv("RADVIEW_ALLOW_TORCHSCRIPT", raising=False)
+    with pytest.raises(ModelError, match="RADVIEW_ALLOW_TORCHSCRIPT"):  # runs code: only by opt-in
+        registry.load_model("ts-model", "cpu")
+    monkeypatch.setenv("RADVIEW_ALLOW_TORCHSCRIPT", "1")
     model = registry.load_model("ts-model", "cpu")
     from radview.models.cam import grad_cam
     from radview.models.engine import iter_predict

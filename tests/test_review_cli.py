@@ -52,6 +52,13 @@ def make_model(name: str = "brightness", threshold: float = 0.5) -> str:
     return name
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_test_models(monkeypatch):
+    """The TorchScript test models below are written by these tests: trusted (the registry
+    refuses TorchScript unless RADVIEW_ALLOW_TORCHSCRIPT=1)."""
+    monkeypatch.setenv("RADVIEW_ALLOW_TORCHSCRIPT", "1")
+
+
 @pytest.fixture
 def folder(tmp_path) -> Path:
     root = tmp_path / "val"
@@ -264,3 +271,49 @@ def test_region_model_on_openi_val(shared_data, tmp_path, capsys):
     assert d["accuracy"] >= 0.75
     assert len(d["top_losses"]) == 4
     assert (tmp_path / "rep" / "top_losses.png").stat().st_size > 10_000
+
+
+def _mixed_folder(shared_data, root: Path) -> Path:
+    """Open-i val (class folders abd/chest) beside the 10 RSNA challenge DICOMs with their CSV."""
+    import shutil
+
+    shutil.copytree(shared_data / "openi-chest-abdomen" / "val", root / "openi" / "val")
+    rsna = shared_data / "rsna-pneumonia"
+    shutil.copytree(rsna / "stage_2_train_images", root / "rsna" / "stage_2_train_images")
+    (root / "rsna" / "stage_2_train_labels.csv").symlink_to(rsna / "stage_2_train_labels.csv")
+    return root
+
+
+@pytest.mark.shared
+def test_rsna_normal_films_are_never_counted_against_the_region_model(shared_data, tmp_path,
+                                                                     capsys):
+    from radview.models.registry import ModelError, get_model_info
+
+    try:
+        info = get_model_info("region")
+    except ModelError as exc:
+        pytest.skip(f"bundled region model not available: {exc}")
+    if not info.installed:
+        pytest.skip(f"bundled region model not installed: {info.status}")
+    mixed = _mixed_folder(shared_data, tmp_path / "mixed")
+    d = review_json(capsys, mixed, "--model", "region", "--top", "20")
+    # only the 9 Open-i studies are compared; the 10 RSNA studies are listed with the reason
+    assert d["n_studies"] == 9 and np.array(d["confusion_matrix"]).sum() == 9
+    assert d["label_space"] == "openi-chest-abdomen"
+    rsna = [s for s in d["skipped"] if "rsna" in s["reason"]]
+    assert len(rsna) == 10 and d["n_not_comparable"] == 10
+    assert all("not comparable" in s["reason"] and "normal/pneumonia" in s["reason"]
+               for s in rsna)
+    assert all("/openi/" in t["views"][0]["ref"] for t in d["top_losses"])
+    # the detector's own space is RSNA: there the Open-i studies are the ones left out
+    from radview.review import build_review, truths_from_studies
+    from radview.io import scan
+    from radview.types import StudyPrediction
+
+    studies = [s for s in scan(mixed).studies if s.views]
+    truths = truths_from_studies(studies)
+    fake = [StudyPrediction(s.key, "region", "1", ("abd", "chest"), (0.5, 0.5), "abd")
+            for s in studies]
+    data = build_review(fake, truths, manifest=info.manifest)
+    assert len(data) == 9 and len(data.not_comparable) == 10
+    assert {truths[k].label.value for k in data.keys} == {"abd", "chest"}

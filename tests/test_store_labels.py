@@ -5,12 +5,21 @@ import sqlite3
 
 import pytest
 
+from postgres import append_only_errors, pg_server, raw_connection, store_target  # noqa: F401
 from radview.store import REASON_CODES, LabelStore, StoreError
 from radview.types import Box, ImageRef, Label, Prediction, ScanResult, Study, View
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(store_target):
+    """The same tests on SQLite and on PostgreSQL (tests/postgres.py)."""
+    s = LabelStore(store_target, reader="alice")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = LabelStore(tmp_path / "labels.sqlite", reader="alice")
     yield s
     s.close()
@@ -23,10 +32,11 @@ def test_default_path_is_under_radview_home(radview_home):
         assert s.reader  # the OS user by default
 
 
-def test_schema_wal_foreign_keys_and_version(store):
+def test_schema_wal_foreign_keys_and_version(sqlite_store):
+    store = sqlite_store
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4  # v2: label spaces, item keys; v3: measurements; v4: reader roles
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52564C53
     conn.close()
     fk = store._db.conn().execute("PRAGMA foreign_keys").fetchone()[0]
@@ -70,10 +80,10 @@ def test_out_of_order_undo_keeps_later_correction(store):
 
 def test_history_is_append_only_at_the_sql_level(store):
     c = store.set_label("img", "chest")
-    conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE corrections SET new_value = '\"abd\"' WHERE id = ?", (c.id,))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    conn = raw_connection(store)  # another program's connection (sqlite3 or psycopg)
+    with pytest.raises(append_only_errors(store), match="append-only"):
+        conn.execute("UPDATE corrections SET new_value = '\"abd\"' WHERE id = %d" % c.id)
+    with pytest.raises(append_only_errors(store), match="append-only"):
         conn.execute("DELETE FROM corrections")
     conn.close()
     assert store.correction(c.id).new_value == "chest"
@@ -187,9 +197,9 @@ def test_states_bulk_matches_single(store):
     assert states["k8"] == store.state("k8")
 
 
-def test_two_stores_on_one_file_see_each_other(tmp_path):
-    a = LabelStore(tmp_path / "l.sqlite", reader="app")
-    b = LabelStore(tmp_path / "l.sqlite", reader="cli")
+def test_two_stores_on_one_file_see_each_other(store_target):
+    a = LabelStore(store_target, reader="app")
+    b = LabelStore(store_target, reader="cli")
     c = a.set_label("img", "chest")
     assert b.label("img").value == "chest"
     b.undo(c.id)

@@ -14,7 +14,8 @@ from radview.train import synthetic
 @pytest.fixture
 def tiny(tmp_path, radview_home):
     root = tmp_path / "data"
-    synthetic.stripes(root, n_h=10, n_v=10, n_checker=0, size=32)
+    # 160 images: the locked test split (20 %) holds the 30 items promotion needs
+    synthetic.stripes(root, n_h=80, n_v=80, n_checker=0, size=32)
     write_manifest(manifest_from_dict(synthetic.tiny_manifest(training={"recipe": {"batch_size": 8}})),
                    paths.user_models_dir() / "tiny")
     return root

@@ -60,7 +60,27 @@ def test_corrections_win_and_exclusions_leave(stripes):
     assert all(by_path[str(p)].target == 1 and by_path[str(p)].corrected for p in files["c"][1:])
     assert d.n_corrected == len(files["c"])
     used = set(d.used_events)
-    assert {f.id for f in fixes} | {ex.id, later.id} <= used <= pending
+    # only corrections of training-split items (and the exclusion, applied) are consumed; those of
+    # validation and locked-test items are truth there, never learnt: they stay in the queue
+    train = {k for smp in d.split("train") for k in (smp.ref.key, smp.study)}
+    events = [*fixes, later]
+    assert used == {e.id for e in events if e.key in train} | {ex.id} and used <= pending
+    assert any(e.key not in train for e in events)  # the test can fail: some were not training
+
+
+def test_the_models_queue_holds_only_its_label_space(stripes):
+    """A correction in another label space (RSNA's normal/pneumonia) on an item of the data set
+    is neither a training label nor an event the run consumes."""
+    root, files = stripes
+    d0 = _build(root)
+    train_paths = [smp.ref.path for smp in d0.split("train")]
+    with LabelStore() as store:
+        own = store.set_label(train_paths[0], "chest", level="image", space="folder:data")
+        other = store.set_label(train_paths[1], "pneumonia", level="image", space="rsna-pneumonia")
+        d = _build(root, store)
+    assert own.id in d.used_events and other.id not in d.used_events
+    assert train_paths[1] not in {smp.ref.path for smp in d.samples}
+    assert any(train_paths[1] in x and "not comparable" in x for x in d.dropped)
 
 
 def test_unknown_labels_are_reported_and_dropped(stripes):

@@ -22,8 +22,9 @@ def _worker(rank: int, root: str, out: str) -> None:
     from radview.train.run import TrainResult, retrain
 
     res = None
+    # min_test=2: DDP mechanics here; the promotion gate is tested in test_train_retrain.py
     for p in retrain("tiny", root, use_store=False, epochs=2, freeze_epochs=1, batch_size=4, device="cpu",
-                     bn_momentum=0.3):
+                     bn_momentum=0.3, min_test=2):
         if isinstance(p.payload, TrainResult):
             res = p.payload
     Path(out, f"rank{rank}.json").write_text(json.dumps({
@@ -68,7 +69,9 @@ def test_torchrun_runs_the_train_command(tmp_path, radview_home):
     """`torchrun --standalone --nproc_per_node 2 -m radview train ...`: one JSON answer (rank 0)."""
     root = tmp_path / "data"
     synthetic.stripes(root, n_h=8, n_v=8, n_checker=0, size=32)
-    write_manifest(manifest_from_dict(synthetic.tiny_manifest(training={"recipe": {"batch_size": 4}})),
+    # min_test 2 in the recipe: torchrun mechanics here, the promotion gate in test_train_retrain.py
+    write_manifest(manifest_from_dict(synthetic.tiny_manifest(training={"recipe": {"batch_size": 4,
+                                                                                   "min_test": 2}})),
                    paths.user_models_dir() / "tiny")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RADVIEW_HOME": str(radview_home)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

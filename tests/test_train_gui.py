@@ -17,7 +17,9 @@ pytest.importorskip("PySide6")
 def tiny(tmp_path, radview_home):
     root = tmp_path / "data"
     synthetic.stripes(root, n_h=10, n_v=10, n_checker=0, size=32)
-    recipe = {"batch_size": 4, "freeze_epochs": 1}
+    # min_test 2: the dialog and the executor are tested here; the promotion gate (30 locked test
+    # items) in test_train_retrain.py
+    recipe = {"batch_size": 4, "freeze_epochs": 1, "min_test": 2}
     write_manifest(manifest_from_dict(synthetic.tiny_manifest(training={"recipe": recipe})),
                    paths.user_models_dir() / "tiny")
     return root
@@ -51,7 +53,7 @@ def test_retrain_runs_on_the_model_executor_and_reports(qtbot, tiny, executor):
         assert dlg.start()
         assert not dlg.start_button.isEnabled() and dlg.cancel_button.isEnabled()
     res = blocker.args[0]
-    assert c.ran_on is executor  # the app's one model thread, never the GUI thread
+    assert isinstance(c.ran_on, int) and c.ran_on != os.getpid()  # its own process: never the app's threads
     assert res.promoted and [v.version for v in list_versions("tiny") if v.status == "current"] == [res.version]
     assert any(t.startswith("Epoch 3/3 · batch") for t in labels)
     assert len(dlg.curve.batch) >= 3 * 4 and len(dlg.curve.val) == 3
@@ -124,4 +126,8 @@ def test_a_request_dropped_by_a_new_folder_is_submitted_again(qtbot, tiny, execu
     with qtbot.waitSignal(c.finished, timeout=120000) as blocker:
         assert c.start("tiny", str(tiny), epochs=1, freeze_epochs=0)
         executor.next_generation()  # what a new folder or model does
-    assert blocker.args[0].version == "1.0.0+r1" and c._resubmits >= 1
+        # the model thread stays free while the run trains in its own process
+        with qtbot.waitSignal(executor.called, timeout=10000) as pong:
+            executor.call("ping", lambda _b: "pong")
+        assert pong.args[1:] == ["ping", "pong"] and c.running
+    assert blocker.args[0].version == "1.0.0+r1"

@@ -42,7 +42,8 @@ def base(tmp_path_factory):
     kept as a template user-models folder that each test copies into its own RADVIEW_HOME."""
     tmp = tmp_path_factory.mktemp("tiny_base")
     root = tmp / "data"
-    files = synthetic.stripes(root, n_h=20, n_v=20, n_checker=14, size=48)
+    # 160 images: the seeded 20 % locked test split holds >= 30 of them (the promotion minimum)
+    files = synthetic.stripes(root, n_h=60, n_v=60, n_checker=40, size=48)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RADVIEW_HOME", str(tmp / "home"))
         _install_manifest()
@@ -95,7 +96,16 @@ def test_corrections_move_predictions_toward_them(tiny):
     # the locked test split holds corrected checkerboards: the new version is better there
     assert res.metrics["kappa"] > res.parent_metrics["kappa"]
     assert res.promoted and versions.current_version("tiny") == res.version
-    assert set(res.consumed) == set(events) == consumed and not (pending & set(events))
+    # only the training split's corrections are consumed; the val/test ones stay queued
+    from radview.train.data import read_splits, relative_key
+
+    split = read_splits(versions.splits_path("tiny"))
+    keys = {e: store_key for e, store_key in zip(events, (str(p) for p in files["c"]))}
+    train = {e for e, k in keys.items() if split[relative_key(k, str(root))] == "train"}
+    assert train and train != set(events)
+    assert set(res.consumed) == train == consumed and not (pending & train)
+    assert set(events) - train <= pending
+    assert res.comparison["ci_low"] >= 0 and "lower bound >= -0" in res.reason
     card = (Path(res.folder) / "MODEL_CARD.md").read_text()
     assert "Promoted to current" in card and res.data_hash in card and base_res.version in card
     manifest = json.loads((Path(res.folder) / "manifest.json").read_text())
@@ -124,10 +134,13 @@ def test_broken_run_is_not_promoted(tiny):
         assert len(store.pending()) == n_pending == flipped  # nothing consumed by a candidate
     assert not res.promoted and "regression" in res.reason
     assert res.metrics["kappa"] < res.parent_metrics["kappa"]
+    # the paired comparison refused it: the whole 95% interval of the difference is below 0
+    assert res.comparison["n"] >= 30 and res.comparison["ci_high"] < 0, res.comparison
     assert versions.current_version("tiny") == base_res.version
     info = {v.version: v for v in versions.list_versions("tiny")}
     assert info[res.version].status == "candidate" and info[base_res.version].status == "current"
-    assert "Kept as a candidate" in (Path(res.folder) / "MODEL_CARD.md").read_text()
+    card = (Path(res.folder) / "MODEL_CARD.md").read_text()
+    assert "Kept as a candidate" in card and "paired bootstrap" in card and "McNemar" in card
 
 
 def test_rollback_restores_previous_predictions(tiny):
@@ -217,3 +230,29 @@ def test_feature_gate_is_refit_and_imported_weights_survive_rollback(tiny, tmp_p
     back = load_model("tiny", "cpu")
     assert back.gate is not None and np.allclose(back.gate.class_means, imported.gate.class_means)
     np.testing.assert_array_equal(_probs(files["c"][:4]), ref_probs)
+
+
+def test_a_small_locked_test_split_refuses_promotion(radview_home, tmp_path):
+    """Fewer than 30 locked test items: the run trains, but keeps the version as a candidate
+    and says why (no point estimate on a handful of images decides)."""
+    root = tmp_path / "small"
+    synthetic.stripes(root, n_h=12, n_v=12, n_checker=4, size=32)
+    _install_manifest("small")
+    res = _run(retrain("small", root, use_store=False, epochs=1, freeze_epochs=0))
+    assert not res.promoted and "promotion needs at least 30" in res.reason
+    assert versions.current_version("small") == "1.0.0" != res.version  # the installed one stays
+
+
+def test_rollback_returns_the_consumed_corrections_to_the_queue(tiny):
+    root, files, base_res = tiny
+    from radview.train.run import rollback_model
+
+    with LabelStore() as store:
+        for p in files["c"]:
+            store.set_label(str(p), "chest", level="image")
+        res = _run(retrain("tiny", root, store=store))
+        assert res.promoted and res.consumed
+        assert not set(res.consumed) & {e.id for e in store.pending()}
+        now, back = rollback_model("tiny", store=store)
+        assert now == base_res.version and back == len(res.consumed)
+        assert set(res.consumed) <= {e.id for e in store.pending()}

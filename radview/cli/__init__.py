@@ -22,6 +22,7 @@ class CliError(Exception):
 SUBCOMMANDS = (
     "scan",
     "render",
+    "measure",
     "models",
     "predict",
     "review",
@@ -29,6 +30,7 @@ SUBCOMMANDS = (
     "export",
     "train",
     "lr_find",
+    "pacs",
     "gui",
 )
 

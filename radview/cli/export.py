@@ -1,10 +1,12 @@
-"""`radview export --format mura|rsna|coco|json --out FILE [--deidentify] [--root DIR]`: the
-label store's current labels (corrections win) as a label file; json carries the full history."""
+"""`radview export --format mura|rsna|coco|json --out FILE [--space NAME] [--folder DIR]
+[--deidentify] [--root DIR]`: the label store's current labels (corrections win) as a label
+file; json carries the full history. --space keeps one label space (`radview export --list`
+shows those in the store), --folder the items under one folder."""
 from __future__ import annotations
 
 import os
 
-FORMATS = ("mura", "rsna", "coco", "json")
+FORMATS = ("mura", "rsna", "coco", "json", "dicom-sr")  # dicom-sr: radview.export.dicom_sr
 
 
 def add_subparser(sub) -> None:
@@ -15,6 +17,9 @@ def add_subparser(sub) -> None:
                    help="replace patient ids, UIDs, paths and reader names by consistent "
                         "pseudonyms (DICOM PS3.15 Basic Profile); drops free-text notes")
     p.add_argument("--root", help="write image paths relative to this folder (COCO file_name)")
+    p.add_argument("--space", help="only labels of this label space (e.g. mura, rsna-pneumonia, "
+                                   "folder:openi-chest-abdomen)")
+    p.add_argument("--folder", help="only items under this folder")
     p.add_argument("--store", help="label store file (default: labels.sqlite under RADVIEW_HOME)")
     p.set_defaults(func=run)
 
@@ -22,20 +27,34 @@ def add_subparser(sub) -> None:
 def run(args) -> int:
     from radview.cli import CliError
     from radview.export import ExportError, export_labels
-    from radview.paths import store_db_path
     from radview.store import LabelStore, StoreError
 
-    path = args.store or store_db_path()
-    if not os.path.isfile(path):
+    from radview.store.backends import backend_of, store_target
+
+    path = args.store or store_target()  # RADVIEW_STORE / settings may name PostgreSQL
+    if backend_of(store_target(path)) == "sqlite" and not os.path.isfile(path):
         raise CliError(f"no label store at {path}: nothing to export (import or correct labels first)")
+    if args.format == "dicom-sr":  # --out is a folder: one SR (+ GSPS) per labelled DICOM study
+        from radview.export.dicom_sr import run_cli
+
+        return run_cli(args, path)
     try:
         with LabelStore(path, readonly=True) as store:  # works on a read-only share too
+            if args.space and args.space not in store.space_names():
+                known = ", ".join(store.space_names()) or "none"
+                raise CliError(f"no labels of label space {args.space!r} in {path} "
+                               f"(spaces there: {known})")
+            if args.folder and not os.path.isdir(args.folder):
+                raise CliError(f"{args.folder}: no such folder")
             res = export_labels(store, args.format, args.out, deidentify=args.deidentify,
-                                root=args.root)
+                                root=args.root, space=args.space, folder=args.folder)
     except (StoreError, ExportError) as exc:
         raise CliError(str(exc)) from None
     what = "rows" if args.format == "rsna" else "items"
-    print(f"wrote {res.rows} {what} to {res.path}" + (" (de-identified)" if res.deidentified else ""))
+    scope = "".join([f" of {res.space}" if res.space else "",
+                     f" under {res.folder}" if res.folder else ""])
+    print(f"wrote {res.rows} {what}{scope} to {res.path}"
+          + (" (de-identified)" if res.deidentified else ""))
     for reason, n in sorted(res.skipped.items()):
         print(f"  skipped {n}: {reason}")
     return 0

@@ -77,8 +77,14 @@ def _show(args) -> int:
     print(f"weights:   {m.weights.file} ({m.weights.format}, {m.weights.dtype}), sha256 {m.weights.sha256 or '-'}")
     d = m.domain
     print(f"domain:    modalities {'/'.join(d.modalities) or 'any'}; body parts {'/'.join(d.body_parts) or 'any'}; "
-          f"gate {d.gate_model or 'metadata only'}"
+          + (f"views {'/'.join(d.views)}; " if d.views else "")
+          + f"gate {d.gate_model or 'metadata only'}"
           + (f" (classes {'/'.join(d.gate_classes)})" if d.gate_classes else ""))
+    from radview.models.routing import model_body_parts
+
+    parts = model_body_parts(m)
+    print(f"routing:   runs on {'/'.join(parts) + ' studies' if parts else 'every study'} "
+          f"(by the body-part verdict; other studies only when asked)")
     if m.description:
         print(f"about:     {m.description}")
     if m.metrics:

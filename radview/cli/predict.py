@@ -7,7 +7,9 @@ writes one row per image and, after its images, one row per study (the MURA rule
     in_domain (true|false), domain_reason, error
 
 `probability` is that of the predicted class; `boxes` is a JSON list for detection models
-(image pixels: x, y, width, height, label, score), empty otherwise. A file that cannot be read gets
+(pixels of the input file, whatever its size: x, y, width, height, label, score; the boxes
+scoring at or above the model's threshold, every box with --all-boxes), empty otherwise; the
+image probability of a detector is its best box score. A file that cannot be read gets
 a row with `error` and the run carries on. Without --out, CSV goes to stdout. .json writes a list
 of the same rows (numbers as numbers, boxes as a list). --cam-dir writes a Grad-CAM overlay PNG
 per image (the viewer's blend). Torch is imported only when the command runs.
@@ -34,22 +36,28 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: cores - 1)")
     p.add_argument("--no-gate", action="store_true", help="skip the out-of-domain checks")
     p.add_argument("--labels", help="label file for the scan (MURA CSV, RSNA CSV, path,label CSV)")
+    p.add_argument("--site", help="site whose calibration the probabilities are checked against "
+                   "(default: the folder's name, as `radview review --calibrate` saves it)")
+    p.add_argument("--all-boxes", action="store_true",
+                   help="detection: write every box the model returns, also those below its threshold")
     p.set_defaults(func=run)
 
 
 def columns(classes) -> list[str]:
     return (["level", "path", "study", "predicted", "probability"] + [f"p_{c}" for c in classes]
-            + ["boxes", "in_domain", "domain_reason", "error"])
+            + ["boxes", "in_domain", "domain_reason", "calibration", "error"])
 
 
-def _boxes(pred, detection: bool):
+def _boxes(pred, detection: bool, floor: float | None = None):
+    """Boxes as JSON rows; floor: leave out boxes scoring below it (None: all)."""
     if not detection or pred.error:
         return None
     return [{"x": round(b.x, 2), "y": round(b.y, 2), "width": round(b.width, 2), "height": round(b.height, 2),
-             "label": b.label, "score": None if b.score is None else round(b.score, 4)} for b in pred.boxes]
+             "label": b.label, "score": None if b.score is None else round(b.score, 4)} for b in pred.boxes
+            if floor is None or b.score is None or b.score >= floor]
 
 
-def image_row(pred, study: str, threshold: float, detection: bool) -> dict:
+def image_row(pred, study: str, threshold: float, detection: bool, floor: float | None = None) -> dict:
     from radview.models.engine import predicted_class
 
     row = {"level": "image", "path": pred.ref.key, "study": study}
@@ -59,12 +67,12 @@ def image_row(pred, study: str, threshold: float, detection: bool) -> dict:
         return row
     cls = predicted_class(pred, threshold)
     row.update(predicted=cls, probability=round(pred.probs[pred.classes.index(cls)], 6),
-               boxes=_boxes(pred, detection), in_domain=pred.in_domain, domain_reason=pred.domain_reason, error="")
+               boxes=_boxes(pred, detection, floor), in_domain=pred.in_domain, domain_reason=pred.domain_reason, error="")
     row.update({f"p_{c}": round(p, 6) for c, p in zip(pred.classes, pred.probs)})
     return row
 
 
-def study_row(sp, detection: bool) -> dict:
+def study_row(sp, detection: bool, floor: float | None = None) -> dict:
     row = {"level": "study", "path": "", "study": sp.study_key, "predicted": sp.predicted}
     if not sp.probs:
         row.update(probability=None, boxes=None, in_domain=False, domain_reason=sp.domain_reason,
@@ -72,7 +80,7 @@ def study_row(sp, detection: bool) -> dict:
         row.update({f"p_{c}": None for c in sp.classes})
         return row
     row.update(probability=round(sp.probs[sp.classes.index(sp.predicted)], 6),
-               boxes=[b for v in sp.views for b in (_boxes(v, detection) or [])] if detection else None,
+               boxes=[b for v in sp.views for b in (_boxes(v, detection, floor) or [])] if detection else None,
                in_domain=sp.in_domain, domain_reason=sp.domain_reason, error="")
     row.update({f"p_{c}": round(p, 6) for c, p in zip(sp.classes, sp.probs)})
     return row
@@ -130,8 +138,9 @@ def _write_cam(model, pred, cam_dir: str, index: int, method: str) -> str | None
     cam = grad_cam(model, frame, method=method)
     disp = display_image(frame)
     rgb = blend_cam(disp, cam.data)
-    if pred.boxes:
-        rgb = draw_boxes(rgb, pred.boxes)
+    shown = [b for b in pred.boxes if b.score is None or b.score >= model.manifest.threshold]
+    if shown:
+        rgb = draw_boxes(rgb, shown)
     stem = os.path.splitext(os.path.basename(pred.ref.path))[0]
     name = f"{index:05d}_{stem}" + (f"_f{pred.ref.frame}" if pred.ref.frame else "") + ".png"
     out = os.path.join(cam_dir, name)
@@ -165,7 +174,11 @@ def run(args) -> int:
             study_of[v.ref.key] = s.key
     m = model.manifest
     detection = m.task == "detection"
+    floor = None if args.all_boxes else m.threshold
     writer = _Writer(args.out, columns(m.classes))
+    from radview.review.calibration import calibration_status, site_for_path
+    calib = calibration_status(m.name, args.site or site_for_path(args.path), m.version)
+    print(f"radview predict: {m.name} probabilities are {calib.text}", file=sys.stderr)
     if args.cam_dir:
         os.makedirs(args.cam_dir, exist_ok=True)
     n_err = n_img = n_study = 0
@@ -174,10 +187,11 @@ def run(args) -> int:
             writer.write({"level": "image", "path": e.path, "study": "", "error": f"{e.path}: {e.reason}",
                           "domain_reason": ""})
             n_err += 1
+            n_img += 1  # an image row too: the file the scan could not read
         pending: dict[str, list] = {}
         for i, pred in enumerate(iter_predict(refs, model, batch_size=args.batch_size, gate=not args.no_gate)):
             key = study_of.get(pred.ref.key, pred.ref.key)
-            writer.write(image_row(pred, key, m.threshold, detection))
+            writer.write({**image_row(pred, key, m.threshold, detection, floor), "calibration": calib.text})
             n_img += 1
             n_err += bool(pred.error)
             if args.cam_dir and not pred.error:
@@ -187,10 +201,12 @@ def run(args) -> int:
                     print(f"radview predict: CAM for {pred.ref.path} failed: {exc}", file=sys.stderr)
             pending.setdefault(key, []).append(pred)
             if len(pending[key]) == sizes.get(key, 1):
-                writer.write(study_row(aggregate_study(key, pending.pop(key), m.threshold), detection))
+                writer.write({**study_row(aggregate_study(key, pending.pop(key), m.threshold), detection, floor),
+                              "calibration": calib.text})
                 n_study += 1
         for key, preds in pending.items():  # studies whose views were not all seen (should not happen)
-            writer.write(study_row(aggregate_study(key, preds, m.threshold), detection))
+            writer.write({**study_row(aggregate_study(key, preds, m.threshold), detection, floor),
+                          "calibration": calib.text})
             n_study += 1
     finally:
         writer.close()

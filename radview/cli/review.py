@@ -8,6 +8,9 @@ per class, the confusion matrix, the most confused pairs and the top-K losses.
 Labels, weakest first: the folder layout (class folders, MURA, RSNA), labels imported into the
 store, --labels (when given, store-imported labels are not used), corrections in the store
 (always win). The threshold: --threshold, else the site's saved one, else the model's.
+Label spaces (radview.spaces): only studies whose labels are in a space the model predicts are
+compared (and predicted); the others are listed as left out, "not comparable", with the reason
+(JSON: `skipped`, `n_not_comparable`; `n_studies` counts only the studies compared).
 """
 from __future__ import annotations
 
@@ -35,6 +38,9 @@ def add_subparser(sub) -> None:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (1000)")
     p.add_argument("--no-store", action="store_true",
                    help="ignore the label store and its prediction cache")
+    from radview.cli import _label_issues  # --label-issues, --next, --calibrate (issue 17)
+
+    _label_issues.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -43,7 +49,10 @@ def _err(msg: str) -> None:
 
 
 def run(args) -> int:
-    from radview.cli import CliError
+    from radview.cli import CliError, _label_issues
+
+    if _label_issues.wants(args):
+        return _label_issues.run(args)
     from radview.io import scan
     from radview.review import build_review, summarize, truths_from_studies
     from radview.review import thresholds as site
@@ -84,6 +93,16 @@ def run(args) -> int:
     if not truths:
         raise CliError(f"{args.path}: no study has a label (use class folders, a MURA/RSNA "
                        "layout, the label store or --labels)")
+    # label spaces: only studies whose labels the model predicts are compared (radview.spaces)
+    from radview.review.data import comparable_truths
+
+    truths, not_comparable = comparable_truths(truths, info.manifest)
+    for key, reason in not_comparable:
+        _err(f"left out {key}: {reason}")
+    if not truths:
+        reasons = sorted({r for _, r in not_comparable})
+        raise CliError(f"no study of {args.path} has labels comparable with model {args.model}: "
+                       + "; ".join(reasons[:3]))
 
     try:
         manifest_t = info.manifest.threshold if len(classes) == 2 else None
@@ -107,9 +126,16 @@ def run(args) -> int:
         raise CliError(f"model {args.model}: {exc}") from None
     if collected.cache_note:
         _err(collected.cache_note)
+    if info.manifest.task == "detection":  # boxes: challenge metric, FROC, why-losses (issue 12)
+        from radview.review.detection import review_cli
+
+        code = review_cli(args, info.manifest, collected, truths, args.threshold)
+        if store is not None:
+            store.close()
+        return code
 
     data = build_review(collected.predictions, truths, threshold=threshold,
-                        threshold_source=source)
+                        threshold_source=source, manifest=info.manifest)
     for key, reason in data.skipped:
         _err(f"left out {key}: {reason}")
     if len(data) == 0:
@@ -133,6 +159,10 @@ def run(args) -> int:
         from radview.review import summary_to_dict
 
         out = summary_to_dict(summary)
+        out["skipped"] = out.get("skipped", []) + [{"study": k, "reason": r}
+                                                   for k, r in not_comparable]
+        out["n_not_comparable"] = len(not_comparable) + len(data.not_comparable)
+        out["label_space"] = data.space
         out["n_cached"] = collected.n_cached
         out["n_predicted"] = collected.n_predicted
         out["n_corrected"] = int(data.corrected.sum())
@@ -148,6 +178,9 @@ def run(args) -> int:
                  "computed"]
         if int(data.corrected.sum()):
             extra.append(f"{int(data.corrected.sum())} labels from corrections")
+        if not_comparable:
+            extra.append(f"{len(not_comparable)} studies not comparable with the model's label "
+                         f"space {data.space} (left out, see above)")
         if saved is not None:
             extra.append(f"saved site threshold {saved.threshold:.3f} ({saved.criterion})")
         print(format_summary(summary, extra))

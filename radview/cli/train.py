@@ -77,9 +77,11 @@ def run(args) -> int:
 
     try:
         if args.rollback:
-            from radview.train.versions import rollback
+            from radview.train.run import rollback_model
 
-            print(f"{args.model}: current version is now {rollback(args.model)}")
+            now, back = rollback_model(args.model, use_store=not args.no_store)
+            print(f"{args.model}: current version is now {now}"
+                  + (f" ({back} corrections returned to the queue)" if back else ""))
             return 0
         if args.promote:
             from radview.train.run import promote_candidate
@@ -120,7 +122,7 @@ def _train(args) -> int:
         return 0
     if args.json:
         print(json.dumps({"model": res.model, "version": res.version, "parent_version": res.parent_version,
-                          "promoted": res.promoted, "reason": res.reason, "metric": res.metric,
+                          "promoted": res.promoted, "reason": res.reason, "metric": res.metric, "comparison": res.comparison,
                           "metrics": res.metrics, "parent_metrics": res.parent_metrics, "run_id": res.run_id,
                           "consumed": list(res.consumed), "folder": res.folder, "data_hash": res.data_hash,
                           "seconds": round(res.seconds, 1)}, indent=1))
@@ -132,6 +134,10 @@ def _train(args) -> int:
     else:
         print(f"  {res.metric} on the locked test split: {new} (no installed version to compare with)")
     print(f"  {res.reason}")
+    if res.comparison:
+        c = res.comparison
+        print(f"  paired on {c['n']} test items: McNemar {c['mcnemar_new_only']} right only with the new "
+              f"version, {c['mcnemar_current_only']} only with the current one (p = {c['mcnemar_p']})")
     print(f"  run {res.run_id}; {len(res.consumed)} queued corrections consumed; card: "
           f"{os.path.join(res.folder or '', 'MODEL_CARD.md')}")
     return 0

@@ -3,6 +3,8 @@
     from radview.export import export_labels, import_labels
     res = export_labels(store, "rsna", "out.csv", deidentify=True)   # -> ExportResult
     res = import_labels(store, "stage_2_train_labels.csv", "rsna", root="images/")  # -> ImportResult
+    for prog in iter_export(store, "coco", "out.json", space="rsna-pneumonia", folder="/data"):
+        ...                                   # Progress; the last one's payload: ExportResult
 
 Formats: 'mura' (CSV), 'rsna' (CSV), 'coco' (JSON), 'json' (radview's full export with the
 event history); imports also take 'csv' (generic path,label). See writers.py / readers.py.
@@ -11,14 +13,17 @@ De-identification: radview.export.deid.Deidentifier (PS3.15 Basic Profile, keyed
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from radview.export.deid import Deidentifier
 from radview.export.readers import READERS
-from radview.export.writers import WRITERS, ExportError, write_atomic
+from radview.export.writers import (ITER_WRITERS, WRITERS, ExportError, Selection, selected_values,
+                                    write_atomic)
 from radview.io.labels import LabelFileError
 from radview.store import LabelStore
+from radview.types import Progress
 
 EXPORT_FORMATS = tuple(WRITERS)
 IMPORT_FORMATS = tuple(READERS)
@@ -31,6 +36,8 @@ class ExportResult:
     rows: int                      # items (mura, coco, json) or CSV rows (rsna)
     deidentified: bool = False
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    space: str | None = None       # the label space exported (None: all)
+    folder: str | None = None      # the folder exported (None: everywhere)
 
 
 @dataclass(frozen=True)
@@ -42,22 +49,45 @@ class ImportResult:
     matched: int | None = None     # labels that landed on items the store already knew
 
 
-def export_labels(store: LabelStore, fmt: str, out: str | os.PathLike, *,
-                  deidentify: bool = False, root: str | os.PathLike | None = None,
-                  deidentifier: Deidentifier | None = None) -> ExportResult:
-    """Write the store's current labels (corrections win) as fmt to out. deidentify replaces
-    identifiers consistently (the installation's key unless a deidentifier is given); root
-    makes image paths relative (COCO file_name)."""
+def iter_export(store: LabelStore, fmt: str, out: str | os.PathLike, *,
+                space: str | None = None, folder: str | os.PathLike | None = None,
+                deidentify: bool = False, root: str | os.PathLike | None = None,
+                deidentifier: Deidentifier | None = None) -> Iterator[Progress]:
+    """Write the store's current labels (corrections win) as fmt to out, yielding Progress
+    (the GUI's export dialog runs it in a worker and may stop between yields: nothing is
+    written then); the last Progress carries the ExportResult as payload. space: only labels
+    of that label space; folder: only items under that folder. deidentify replaces identifiers
+    consistently (the installation's key unless a deidentifier is given); root makes image
+    paths relative (COCO file_name)."""
     if fmt not in WRITERS:
         raise ValueError(f"export format must be one of {EXPORT_FORMATS}, not {fmt!r}")
+    sel = Selection(space or None, os.fspath(folder) if folder else None)
     deid = None
     if deidentify:
         deid = deidentifier or Deidentifier.for_home()
-        values = {lab.value for lv in ("study", "image") for lab in store.labels(lv).values()}
-        deid.keep_names(v for v in values if v)  # class-name folders are labels, not identifiers
-    text, rows, skipped = WRITERS[fmt](store, deid, os.fspath(root) if root else None)
+        deid.keep_names(set(selected_values(store, sel)))  # class-name folders are labels
+    gen = ITER_WRITERS[fmt](store, deid, os.fspath(root) if root else None, sel)
+    while True:
+        try:
+            yield next(gen)
+        except StopIteration as stop:
+            text, rows, skipped = stop.value
+            break
     path = write_atomic(out, text)
-    return ExportResult(path, fmt, rows, deid is not None, skipped)
+    res = ExportResult(path, fmt, rows, deid is not None, skipped, sel.space, sel.folder)
+    yield Progress(rows, rows, f"wrote {rows} to {path}", res)
+
+
+def export_labels(store: LabelStore, fmt: str, out: str | os.PathLike, *,
+                  deidentify: bool = False, root: str | os.PathLike | None = None,
+                  deidentifier: Deidentifier | None = None, space: str | None = None,
+                  folder: str | os.PathLike | None = None) -> ExportResult:
+    """iter_export drained: returns the ExportResult."""
+    last = None
+    for last in iter_export(store, fmt, out, space=space, folder=folder, deidentify=deidentify,
+                            root=root, deidentifier=deidentifier):
+        pass
+    return last.payload
 
 
 def import_labels(store: LabelStore, path: str | os.PathLike, fmt: str, *,
@@ -74,5 +104,5 @@ def import_labels(store: LabelStore, path: str | os.PathLike, fmt: str, *,
                         counts.get("matched"))
 
 
-__all__ = ["export_labels", "import_labels", "ExportResult", "ImportResult", "ExportError",
+__all__ = ["export_labels", "iter_export", "Selection", "import_labels", "ExportResult", "ImportResult", "ExportError",
            "LabelFileError", "Deidentifier", "EXPORT_FORMATS", "IMPORT_FORMATS", "write_atomic"]

@@ -10,7 +10,9 @@ nobody without the key can recompute or reverse the mapping.
 - UIDs -> '2.25.<decimal of 128 bits of the hash>' (a valid UID, PS3.5 B.2);
 - patient ids / RSNA patientIds -> a UUID-shaped pseudonym; MURA 'patientNNNNN' -> 'patient<hex>';
 - file paths -> relative paths whose identifying parts are pseudonyms (split names, MURA study
-  types, 'studyN_positive' and class names are kept: they are labels, not identifiers);
+  types, 'studyN_positive' and class names are kept: they are labels, not identifiers); every
+  other component is pseudonymised whole, keeping only a known image suffix ('.dcm', '.png'...):
+  'DOE.JANE/' never becomes 'anon-....JANE';
 - DICOM headers: names, ids, dates and times, accession number, institution, physicians,
   operators, descriptions and comments removed or emptied, UIDs replaced, private tags removed,
   PatientIdentityRemoved = YES. Burned-in text in the pixels is not touched.
@@ -26,6 +28,8 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
+from radview.io import DICOM_SUFFIXES, RASTER_SUFFIXES
+
 PROFILE = "DICOM PS3.15 Basic Application Level Confidentiality Profile"
 METHOD = f"radview: {PROFILE}; UIDs and patient ids replaced by keyed hash (HMAC-SHA256)"
 
@@ -36,6 +40,7 @@ _SAFE_RE = re.compile(
     r"^(XR_[A-Z]+|study\d+(_(positive|negative))?|train|training|val|valid|validation|test|testing"
     r"|holdout|MURA-v[\d.]+)$", re.IGNORECASE)
 STANDARD_UID_ROOT = "1.2.840.10008."  # DICOM's own UIDs (SOP classes, transfer syntaxes): kept
+_IMAGE_SUFFIXES = frozenset(DICOM_SUFFIXES + RASTER_SUFFIXES)
 
 # PS3.15 Table E.1-1, main attributes: X remove, Z empty (type 2), D dummy/pseudonym, U new UID.
 ACTIONS: dict[str, str] = {
@@ -140,8 +145,10 @@ class Deidentifier:
         if not part or _SAFE_RE.match(part) or part in self._keep_names:
             return part
         stem, ext = os.path.splitext(part)
-        if UID_RE.match(part) or not ext[1:].isalpha():
-            stem, ext = part, ""  # '1.2.840.5' is a UID, not a file '1.2.840' with suffix '.5'
+        if ext.lower() not in _IMAGE_SUFFIXES:
+            # only a known image suffix is kept: 'DOE.JANE' (a dotted patient folder), 'IM0001.v2',
+            # '1.2.840.5' (a UID, not a file '1.2.840' with suffix '.5') are pseudonymised whole
+            stem, ext = part, ""
         if UID_RE.match(stem):
             new = self.uid(stem)
         elif UUID_RE.match(stem):
@@ -183,7 +190,7 @@ class Deidentifier:
         out: dict[str, Any] = {}
         for name, value in meta.items():
             action = META_ACTIONS.get(name) or ACTIONS.get(name)
-            if action is None and (name.endswith("UID") or name.endswith("_uid")):
+            if action is None and name.lower().endswith("uid"):  # SOPInstanceUID, series_uid, uid
                 action = "U"
             if action in ("X",):
                 continue

@@ -143,7 +143,8 @@ def import_coco(store: LabelStore, path: str, root: str | None = None) -> dict[s
         else:
             key = known.image_by_suffix(name) or name
         matched += key in known.images
-        label = Label(img.get("label"), tuple(boxes.get(img["id"], ())), "import:coco")
+        label = Label(img.get("label"), tuple(boxes.get(img["id"], ())), "import:coco",
+                      str(doc.get("info", {}).get("label_space", "")))
         (with_boxes if img.get("boxes_known", True) or label.boxes else without)[key] = label
     store.set_source_labels(with_boxes, "image", source="import:coco", boxes_known=True)
     store.set_source_labels(without, "image", source="import:coco")
@@ -168,7 +169,8 @@ def import_json(store: LabelStore, path: str, root: str | None = None) -> dict[s
             known = s.get("boxes") is not None
             boxes = tuple(box_from_dict(b) for b in s.get("boxes") or ())
             groups.setdefault((s["level"], known), {})[s["key"]] = Label(s.get("value"), boxes,
-                                                                         s.get("source", ""))
+                                                                         s.get("source", ""),
+                                                                         s.get("space", ""))
         n_labels = 0
         for (level, known), labels in groups.items():
             n_labels += store.set_source_labels(labels, level, boxes_known=known)
@@ -187,7 +189,7 @@ def import_csv(store: LabelStore, path: str, root: str | None = None,
     by_level: dict[str, dict[str, Label]] = {"image": {}, "study": {}}
     matched = 0
     for p, label in labels.items():
-        lab = Label(label.value, label.boxes, "import:csv")
+        lab = Label(label.value, label.boxes, "import:csv", label.space)
         m = mura_study_key(p) if level in ("auto", "study") else None
         if m is not None and not p.lower().endswith(_EXT):
             have = known.mura.get(m, [])

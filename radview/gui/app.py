@@ -87,8 +87,24 @@ def run(path: str | None = None, screenshot: str | None = None, model: str | Non
     QTimer.singleShot(0, lambda: window.open_path(path))
     waiter = ScreenshotWaiter(window, screenshot, timeout) if screenshot else None
     rc = app.exec()
-    window.shutdown()
+    window.shutdown()  # threads stopped, the training process and decoder processes ended
     window.close()
     window.deleteLater()
     app.processEvents()
-    return waiter.rc if waiter is not None else int(rc)
+    rc = waiter.rc if waiter is not None else int(rc)
+    return _exit_now(rc)
+
+
+def _exit_now(rc: int) -> int:
+    """Everything the user made is on disk now (the store is closed, settings synced): end the
+    process at once. The interpreter's own teardown of torch, Qt and numpy takes seconds on a busy
+    machine and shows as a window that will not go away; nothing of value happens in it."""
+    from PySide6.QtCore import QThreadPool
+
+    from radview.store import close_stores
+
+    QThreadPool.globalInstance().waitForDone(200)  # a scan / export step finishing its write
+    close_stores()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)

@@ -14,22 +14,12 @@ from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
-from PySide6.QtWidgets import (
-    QGraphicsItem,
-    QGraphicsPixmapItem,
-    QGraphicsRectItem,
-    QGraphicsScene,
-    QGraphicsSimpleTextItem,
-    QGraphicsView,
-)
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPixmap, QTransform
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 from superqt.utils import qthrottled
 
+from radview.gui.box_item import PRED_COLOR, TRUTH_COLOR, BoxItem  # noqa: F401 (kept importable from here)
 from radview.types import Box, Frame, Window
-
-PRED_COLOR = QColor("#ffb454")
-TRUTH_COLOR = QColor("#6bcf8f")
-HANDLE_PX = 8.0  # corner grab distance in screen pixels
 
 
 def gray_qimage(arr: np.ndarray) -> QImage:
@@ -53,89 +43,6 @@ def modality_units(frame: Frame) -> str:
     return "" if str(units).upper() in ("US", "UNSPECIFIED") else str(units)
 
 
-class BoxItem(QGraphicsRectItem):
-    """A box in image coordinates: movable, resizable from its corners, with a label and score."""
-
-    def __init__(self, box: Box, index: int, predicted: bool, canvas: ImageCanvas, parent: QGraphicsItem):
-        super().__init__(QRectF(box.x, box.y, box.width, box.height), parent)
-        self.box, self.index, self.predicted, self._canvas = box, index, predicted, canvas
-        color = PRED_COLOR if predicted else TRUTH_COLOR
-        pen = QPen(color, 2)
-        pen.setCosmetic(True)
-        if not predicted:
-            pen.setStyle(Qt.PenStyle.DashLine)
-        self.setPen(pen)
-        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
-                      | QGraphicsItem.GraphicsItemFlag.ItemIsMovable)
-        self.setAcceptHoverEvents(True)
-        text = box.label if box.score is None else f"{box.label} {box.score:.2f}"
-        self.text = QGraphicsSimpleTextItem(text, self)
-        self.text.setBrush(QBrush(color))
-        self.text.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-        font = QFont()
-        font.setPointSize(9)
-        font.setBold(True)
-        self.text.setFont(font)
-        self._place_text()
-        self._resize_corner: int | None = None
-
-    def _place_text(self) -> None:
-        r = self.rect()
-        self.text.setPos(r.left(), r.top())
-        self.text.setY(r.top() - 2)
-
-    def _corner_at(self, pos: QPointF) -> int | None:
-        scale = max(self._canvas.transform().m11(), 1e-6)
-        tol = HANDLE_PX / scale
-        r = self.rect()
-        for i, c in enumerate((r.topLeft(), r.topRight(), r.bottomLeft(), r.bottomRight())):
-            if abs(c.x() - pos.x()) <= tol and abs(c.y() - pos.y()) <= tol:
-                return i
-        return None
-
-    def hoverMoveEvent(self, event):  # noqa: N802
-        corner = self._corner_at(event.pos())
-        self.setCursor(Qt.CursorShape.SizeFDiagCursor if corner in (0, 3)
-                       else Qt.CursorShape.SizeBDiagCursor if corner in (1, 2)
-                       else Qt.CursorShape.SizeAllCursor)
-        super().hoverMoveEvent(event)
-
-    def mousePressEvent(self, event):  # noqa: N802
-        self._resize_corner = self._corner_at(event.pos())
-        super().mousePressEvent(event)
-
-    def mouseMoveEvent(self, event):  # noqa: N802
-        if self._resize_corner is None:
-            super().mouseMoveEvent(event)
-            return
-        r = QRectF(self.rect())
-        p = event.pos()
-        if self._resize_corner == 0:
-            r.setTopLeft(p)
-        elif self._resize_corner == 1:
-            r.setTopRight(p)
-        elif self._resize_corner == 2:
-            r.setBottomLeft(p)
-        else:
-            r.setBottomRight(p)
-        self.setRect(r.normalized())
-        self._place_text()
-
-    def mouseReleaseEvent(self, event):  # noqa: N802
-        super().mouseReleaseEvent(event)
-        self._resize_corner = None
-        r = self.rect().translated(self.pos())
-        new = replace(self.box, x=r.x(), y=r.y(), width=r.width(), height=r.height())
-        if new != self.box:
-            old, self.box = self.box, new
-            self._canvas.boxEdited.emit(self.index, new)
-            self._canvas.boxChanged.emit(old if not self.predicted else replace(old, label=f"predicted:{old.label}"),
-                                         new)
-
-    def box_in_image(self) -> Box:
-        return self.box
-
-
 class ImageCanvas(QGraphicsView):
     """One image with its overlays. Emits windowChanged(Window) while window/levelling,
     pixelInfo(text) under the cursor, viewChanged() on zoom/pan/rotate, boxEdited(index, Box),
@@ -148,6 +55,7 @@ class ImageCanvas(QGraphicsView):
     boxChanged = Signal(object, object)  # (old Box, new Box), with BoxItem.predicted on the sender side
     boxDrawn = Signal(object)
     activated = Signal()
+    cursorMoved = Signal(float, float)  # the cursor in image fractions (synced crosshair)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -168,6 +76,10 @@ class ImageCanvas(QGraphicsView):
         self.heat_item = QGraphicsPixmapItem(self.image_item)
         self.heat_item.setZValue(1)
         self.heat_item.setVisible(False)
+        # A 2500x2048 pixmap drawn smoothly costs tens of ms per paint: both layers are cached
+        # at screen resolution, so a repaint for a box, the readout or the slider only blits.
+        for item in (self.image_item, self.heat_item):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.box_items: list[BoxItem] = []
         self.frame: Frame | None = None
         self.window: Window | None = None
@@ -183,15 +95,29 @@ class ImageCanvas(QGraphicsView):
         self.message = ""
         self.active = False
         self.last_display: np.ndarray | None = None
+        self.heat_key: tuple | None = None  # what the heat layer shows (the AI controller's cache key)
         self._fit_mode = True
         self._drag: tuple[str, QPointF, Window | None] | None = None
         self._space = False
         self._pixel_text = ""
         self._rubber: QRectF | None = None
+        # measurement tools (radview.gui.measure_tools): the active tool's handler gets the
+        # left-button gestures; measurements = [(store event id or None, Measurement)] drawn on top
+        self.tool_handler = None
+        self.measurements: list = []
+        self.lens_key = Qt.Key.Key_Z  # held: a magnifier lens under the cursor (canvas_overlay)
+        self.lens: QPointF | None = None  # its viewport position while the key is held
+        self.crosshair: tuple[float, float] | None = None  # a synced crosshair (image fractions)
         self._render_throttled = qthrottled(self.render_image, timeout=40, leading=True)
 
     # ------------------------------------------------------------------ content
     def set_frame(self, frame: Frame | None, window: Window | None = None, keep_view: bool = False) -> None:
+        if frame is not self.frame or frame is None:
+            # a new image: nothing of the previous one may stay on screen (header, readout)
+            self.annotations.clear()
+            if self._pixel_text:
+                self._pixel_text = ""
+                self.pixelInfo.emit("")
         self.frame = frame
         self.message = ""
         self.clear_overlays()
@@ -252,6 +178,7 @@ class ImageCanvas(QGraphicsView):
 
     # ------------------------------------------------------------------ overlays
     def clear_overlays(self) -> None:
+        self.heat_key = None
         self.set_heatmap(None)
         self.set_boxes(())
         self.banner = ""
@@ -276,13 +203,30 @@ class ImageCanvas(QGraphicsView):
         self.heat_item.setOpacity(opacity)
 
     def set_boxes(self, boxes, truth=()) -> None:
+        """Show these boxes, updating the items incrementally: an item whose box is unchanged
+        is kept as it is (selection, hover), and the item the user is dragging is never
+        removed (a CAM or a prediction arriving mid-drag must not delete it)."""
+        wanted = [(b, False, i) for i, b in enumerate(truth)] + [(b, True, i) for i, b in enumerate(boxes)]
+        grabbed = self.scene().mouseGrabberItem()
+        keep: list[BoxItem] = []
+        pool: dict[tuple, list[BoxItem]] = {}
         for item in self.box_items:
-            self.scene().removeItem(item)
-        self.box_items = []
-        for i, b in enumerate(truth):
-            self.box_items.append(BoxItem(b, i, False, self, self.image_item))
-        for i, b in enumerate(boxes):
-            self.box_items.append(BoxItem(b, i, True, self, self.image_item))
+            pool.setdefault((item.box, item.predicted), []).append(item)
+        for b, predicted, i in wanted:
+            items = pool.get((b, predicted))
+            if items:
+                item = items.pop(0)
+                item.index = i
+            else:
+                item = BoxItem(b, i, predicted, self, self.image_item)
+            keep.append(item)
+        for items in pool.values():
+            for item in items:
+                if item is grabbed or item.dragging:
+                    keep.append(item)  # the user holds it: it goes when released
+                else:
+                    self.scene().removeItem(item)
+        self.box_items = keep
         self._update_box_visibility()
 
     def set_score_threshold(self, value: float) -> None:
@@ -359,6 +303,33 @@ class ImageCanvas(QGraphicsView):
         self._apply_orientation()
         self.fit()
 
+    def apply_geometry(self, geo) -> None:
+        """Show the view as radview.state.Geometry says (rotation, flips, invert; zoom None = fit)."""
+        invert_changed = bool(geo.invert) != self.user_invert
+        oriented = (geo.rotation % 360, geo.flip_h, geo.flip_v) != (self.rotation, self.flip_h, self.flip_v)
+        self.rotation, self.flip_h, self.flip_v = geo.rotation % 360, geo.flip_h, geo.flip_v
+        self.user_invert = bool(geo.invert)
+        if invert_changed:
+            self.render_image()
+        if oriented:
+            self._apply_orientation()
+            self.fit()
+        self.viewport().update()
+
+    def orientation_indicator(self) -> str:
+        """'' when the image is shown as acquired, else what was done to it (drawn on the canvas)."""
+        from radview.state import Geometry, orientation_text
+
+        return orientation_text(Geometry(self.rotation, self.flip_h, self.flip_v))
+
+    def orientation_letters(self):
+        """radview.state.orientation.Orientation of the view as shown (None without a frame)."""
+        if self.frame is None:
+            return None
+        from radview.state.orientation import orientation_of
+
+        return orientation_of(self.frame.meta, self.rotation, self.flip_h, self.flip_v)
+
     def reset_view(self) -> None:
         self.rotation, self.flip_h, self.flip_v, self.user_invert = 0, False, False, False
         if self.frame is not None:
@@ -398,6 +369,15 @@ class ImageCanvas(QGraphicsView):
         h, w = self.frame.shape
         return (x, y) if 0 <= x < w and 0 <= y < h else None
 
+    def image_point(self, view_pos: QPointF) -> tuple[float, float]:
+        """Continuous image coordinates (x = column, y = row) of a viewport point."""
+        p = self.image_item.mapFromScene(self.mapToScene(view_pos.toPoint()))
+        return (float(p.x()), float(p.y()))
+
+    def view_point(self, x: float, y: float) -> QPointF:
+        """The viewport point of image coordinates (follows zoom, pan, rotation and flips)."""
+        return QPointF(self.mapFromScene(self.image_item.mapToScene(QPointF(x, y))))
+
     def mousePressEvent(self, event):  # noqa: N802
         self.activated.emit()
         button = event.button()
@@ -405,8 +385,14 @@ class ImageCanvas(QGraphicsView):
             self._drag = ("wl", event.position(), self.current_window())
             self.setCursor(Qt.CursorShape.SizeAllCursor)
             return
-        if (button == Qt.MouseButton.LeftButton and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-                and self.frame is not None and self.image_pos(event.position().toPoint()) is not None):
+        handler = self.tool_handler
+        if (button == Qt.MouseButton.LeftButton and handler is not None and self.frame is not None
+                and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier and not (self._space or self.pan_mode)
+                and handler.press(self, self.image_point(event.position()))):
+            return
+        if (button == Qt.MouseButton.LeftButton and self.frame is not None
+                and (event.modifiers() & Qt.KeyboardModifier.ShiftModifier or getattr(handler, "kind", "") == "box")
+                and self.image_pos(event.position().toPoint()) is not None):
             self._drag = ("draw", event.position(), None)
             return
         if button == Qt.MouseButton.MiddleButton or (
@@ -417,13 +403,17 @@ class ImageCanvas(QGraphicsView):
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event):  # noqa: N802
+        if self.tool_handler is not None and self.tool_handler.active:
+            self.tool_handler.move(self, self.image_point(event.position()))
+            self._update_pixel_info(event.position().toPoint())
+            return
         if self._drag is not None:
             kind, start, win0 = self._drag
             d = event.position() - start
             if kind == "wl" and win0 is not None and self.frame is not None:
-                base = max(float(self.frame.default_window.width), 1.0)
+                base = abs(float(self.frame.default_window.width)) or 1.0  # real-number windows too
                 step = base / 300.0
-                width = max(1.0, win0.width + d.x() * step)
+                width = max(base * 1e-3, win0.width + d.x() * step)
                 center = win0.center - d.y() * step
                 self.set_window(Window(center, width, win0.function, "manual"), throttled=True)
             elif kind == "pan":
@@ -434,9 +424,20 @@ class ImageCanvas(QGraphicsView):
                 self.viewport().update()
             return
         self._update_pixel_info(event.position().toPoint())
+        if self.lens is not None:
+            self.lens = QPointF(event.position())
+            self.viewport().update()
+        if self.frame is not None:
+            x, y = self.image_point(event.position())
+            h, w = self.frame.shape
+            self.cursorMoved.emit(x / w, y / h)
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event):  # noqa: N802
+        if (self.tool_handler is not None and self.tool_handler.active
+                and event.button() == Qt.MouseButton.LeftButton):
+            self.tool_handler.release(self, self.image_point(event.position()))
+            return
         if self._drag is not None:
             kind, start, _w = self._drag
             self._drag = None
@@ -458,6 +459,11 @@ class ImageCanvas(QGraphicsView):
             self.zoom_by(1.0015 ** delta, at=event.position())
 
     def keyPressEvent(self, event):  # noqa: N802
+        if event.key() == self.lens_key and not event.modifiers():
+            if not event.isAutoRepeat():
+                self.lens = QPointF(self.mapFromGlobal(self.cursor().pos()))
+                self.viewport().update()
+            return
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space = True
             self.setCursor(Qt.CursorShape.OpenHandCursor)
@@ -465,6 +471,10 @@ class ImageCanvas(QGraphicsView):
         super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event):  # noqa: N802
+        if event.key() == self.lens_key and not event.isAutoRepeat():
+            self.lens = None
+            self.viewport().update()
+            return
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space = False
             self.unsetCursor()
@@ -503,61 +513,6 @@ class ImageCanvas(QGraphicsView):
 
     # ------------------------------------------------------------------ corner text
     def drawForeground(self, painter: QPainter, rect) -> None:  # noqa: N802
-        painter.save()
-        painter.resetTransform()
-        vr = self.viewport().rect()
-        font = QFont()
-        font.setPointSize(9)
-        painter.setFont(font)
-        fm = painter.fontMetrics()
-        lh = fm.height()
-        ann = dict(self.annotations)
-        bl = list(ann.get("bottom_left", []))
-        win = self.current_window()
-        if win is not None and self.frame is not None:
-            bl.append(f"W {win.width:.0f}  L {win.center:.0f}" + (f"  ({win.name})" if win.name else ""))
-            bl.append(f"Zoom {self.zoom() * 100:.0f}%" + ("  inverted" if self.user_invert else ""))
-        br = list(ann.get("bottom_right", []))
-        if self._pixel_text:
-            br.append(self._pixel_text)
-        top = lh + 6 + (26 if self.banner else 0)
-        corners = {
-            "top_left": (ann.get("top_left", []), Qt.AlignmentFlag.AlignLeft, top),
-            "top_right": (ann.get("top_right", []), Qt.AlignmentFlag.AlignRight, top),
-            "bottom_left": (bl, Qt.AlignmentFlag.AlignLeft, None),
-            "bottom_right": (br, Qt.AlignmentFlag.AlignRight, None),
-        }
-        for lines, align, y0 in corners.values():
-            y = y0 if y0 is not None else vr.height() - 6 - lh * (len(lines) - 1)
-            room = int(vr.width() * (0.62 if align == Qt.AlignmentFlag.AlignLeft else 0.36)) - 10
-            for line in lines:
-                line = fm.elidedText(line, Qt.TextElideMode.ElideMiddle, max(room, 20))
-                w = fm.horizontalAdvance(line)
-                x = 8 if align == Qt.AlignmentFlag.AlignLeft else vr.width() - 8 - w
-                painter.setPen(QColor(0, 0, 0, 200))
-                painter.drawText(x + 1, y + 1, line)
-                painter.setPen(QColor("#e8e8e8") if not line.startswith("!") else QColor("#ffb454"))
-                painter.drawText(x, y, line)
-                y += lh
-        if self.banner:
-            painter.fillRect(0, 0, vr.width(), 24, QColor(170, 90, 0, 215))
-            painter.setPen(QColor("#ffffff"))
-            bold = QFont(font)
-            bold.setBold(True)
-            painter.setFont(bold)
-            text = painter.fontMetrics().elidedText(self.banner, Qt.TextElideMode.ElideRight, vr.width() - 16)
-            painter.drawText(QRectF(8, 0, vr.width() - 16, 24),
-                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
-        if self.message:
-            painter.setPen(QColor("#9aa3ad"))
-            painter.drawText(QRectF(vr), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)
-        if self._rubber is not None:
-            r = self.mapFromScene(self.image_item.mapToScene(self._rubber)).boundingRect()
-            pen = QPen(QColor("#6bcf8f"), 1, Qt.PenStyle.DashLine)
-            painter.setPen(pen)
-            painter.drawRect(r)
-        if self.active:
-            pen = QPen(QColor("#3d6d99"), 2)
-            painter.setPen(pen)
-            painter.drawRect(vr.adjusted(1, 1, -1, -1))
-        painter.restore()
+        from radview.gui.canvas_overlay import paint_foreground
+
+        paint_foreground(self, painter)

@@ -25,6 +25,7 @@ class ModelEntry:
     task: str
     summary: str
     bundled: bool
+    threshold: float = 0.5  # the manifest's operating point (the box score slider starts there)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class LoadedInfo:
     cam: bool
     summary: str
     threshold: float = 0.5
+    space: str = ""          # the label space the model predicts (radview.spaces.model_space)
+    manifest: object = None  # the model's Manifest (review joins only comparable labels)
 
 
 def _summary(info) -> str:
@@ -51,40 +54,21 @@ def _summary(info) -> str:
     return f"{m.task} · {classes} · {m.arch} · v{m.version}"
 
 
-def conv_blocks(module, default: str | None, limit: int = 10) -> tuple[str, ...]:
-    """Candidate Grad-CAM layers: the stages of the network that hold convolutions (children of
-    the top-level containers), the last `limit` of them, plus the manifest's default."""
-    import torch.nn as nn
-
-    def has_conv(m) -> bool:
-        return any(isinstance(x, nn.Conv2d) for x in m.modules())
-
-    names: list[str] = []
-    for name, child in module.named_children():
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
-            names += [f"{name}.{i}" for i, sub in enumerate(child) if has_conv(sub)]
-            if has_conv(child):
-                names.append(name)
-        elif has_conv(child) or (default and name == default):
-            names.append(name)
-    names = names[-limit:]
-    if default and default not in names:
-        names.append(default)
-    return tuple(names)
-
-
 class Backend:
     """Everything torch. Create it on the model-executor thread."""
 
-    def __init__(self, batch_size: int = 4):
+    def __init__(self, batch_size: int = 8):
         from radview.models import engine, registry
 
         self.registry, self.engine = registry, engine
         self.batch_size = batch_size
         self.model = None
         self.info: LoadedInfo | None = None
+        self.device = "auto"
+        self.side: dict[str, object] = {}  # other models run beside the primary (gate, detector)
         self.store = self._open_store()
         self.stats = {"cached": 0, "computed": 0}
+        self.side_stats: dict[str, dict[str, int]] = {}
         try:
             from radview.models import overlay  # noqa: F401 - so the GUI may use its pure helpers
         except ImportError:
@@ -92,44 +76,56 @@ class Backend:
 
     @staticmethod
     def _open_store():
+        """The process's one store (the window has it open already): the prediction cache."""
+        from radview.store import StoreError, open_store
+
         try:
-            from radview.store import LabelStore
-        except ImportError:
-            return None
-        try:
-            return LabelStore()
-        except Exception:  # noqa: BLE001 - no cache is not an error: the app still predicts
+            return open_store()
+        except StoreError:  # no cache is not an error: the app still predicts (the window says why)
             return None
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        self.store = None  # shared: the app closes it at exit
 
     # ------------------------------------------------------------------ models
     def list_models(self) -> list[ModelEntry]:
         out = []
         for info in self.registry.list_models():
             out.append(ModelEntry(name=info.name, available=bool(info.installed), reason=info.status,
-                                  task=info.task, summary=_summary(info), bundled=info.source == "bundled"))
+                                  task=info.task, summary=_summary(info), bundled=info.source == "bundled",
+                                  threshold=float(info.manifest.threshold) if info.manifest is not None else 0.5))
         return out
 
     def load(self, name: str, device: str = "auto") -> LoadedInfo:
+        if self.model is not None and self.model.manifest.name == name:
+            self.registry.clear_cache()  # a reload (e.g. a retrain promoted a version): from disk
         model = self.registry.load_model(name, None if device in ("", "auto") else device)
-        self.model = model
+        self.model, self.device = model, device
+        self.side.clear()
         m = model.manifest
         from radview.models.arch import default_cam_layer
 
         default = m.cam_layer or default_cam_layer(m.arch) or None
         try:
+            from radview.models.cam_blocks import conv_blocks
+
             blocks = conv_blocks(model.module, default) if not model.scripted else ((default,) if default else ())
         except Exception:  # noqa: BLE001
             blocks = (default,) if default else ()
         self.info = LoadedInfo(name=m.name, version=m.version, task=m.task, classes=tuple(m.classes),
                                device=str(model.device), blocks=blocks, default_block=default or (blocks[-1] if blocks else None),
                                cam=bool(blocks) and self._cam_available(), summary=_summary(model.info),
-                               threshold=float(m.threshold))
+                               threshold=float(m.threshold), space=self._space_name(m), manifest=m)
         return self.info
+
+    @staticmethod
+    def _space_name(manifest) -> str:
+        from radview.spaces import model_space
+
+        try:
+            return model_space(manifest).name
+        except ValueError:
+            return ""
 
     @staticmethod
     def _cam_available() -> bool:
@@ -143,11 +139,36 @@ class Backend:
         self.registry.import_model(path, name=name, force=True)
         return self.list_models()
 
+    def unload(self) -> None:
+        """No heatmap model ("(no model)"): side models still run."""
+        self.model, self.info = None, None
+
+    # ------------------------------------------------------------------ side models
+    def manifest_of(self, name: str):
+        """The installed model's manifest (for routing), or None when it is not installed."""
+        try:
+            info = self.registry.get_model_info(name)
+        except self.registry.ModelError:
+            return None
+        return info.manifest if info.installed else None
+
+    def _model(self, name: str | None):
+        """The primary (None or its name), else a side model loaded once on the same device."""
+        if name is None or (self.model is not None and self.model.manifest.name == name):
+            return self.model
+        model = self.side.get(name)
+        if model is None:
+            device = self.device
+            model = self.side[name] = self.registry.load_model(name, None if device in ("", "auto") else device)
+        return model
+
     # ------------------------------------------------------------------ inference
-    def iter_predict(self, refs, cancelled: Callable[[], bool] = lambda: False) -> Iterator[Prediction]:
+    def iter_predict(self, refs, cancelled: Callable[[], bool] = lambda: False,
+                     model: str | None = None) -> Iterator[Prediction]:
         """Predictions for refs in order: from the store's cache when there, else computed
-        (and cached). Stops between batches when cancelled() turns true."""
-        model = self.model
+        (and cached). Stops between batches when cancelled() turns true. model: a side
+        model's name (None: the primary)."""
+        model = self._model(model)
         if model is None:
             return
         refs = list(refs)
@@ -158,8 +179,10 @@ class Backend:
             except Exception:  # noqa: BLE001
                 cached = {}
         todo = [r for r in refs if r.key not in cached]
-        self.stats["cached"] += len(refs) - len(todo)
-        self.stats["computed"] += len(todo)
+        stats = self.stats if model is self.model else self.side_stats.setdefault(model.manifest.name, {
+            "cached": 0, "computed": 0})
+        stats["cached"] += len(refs) - len(todo)
+        stats["computed"] += len(todo)
         fresh: dict[str, Prediction] = {}
         if todo:
             gen = self.engine.iter_predict(todo, model, batch_size=self.batch_size)
@@ -180,8 +203,9 @@ class Backend:
             if p is not None:
                 yield p
 
-    def aggregate(self, study_key: str, preds):
-        threshold = self.model.manifest.threshold if self.model is not None else 0.5
+    def aggregate(self, study_key: str, preds, model: str | None = None):
+        m = self._model(model)
+        threshold = m.manifest.threshold if m is not None else 0.5
         return self.engine.aggregate_study(study_key, preds, threshold=threshold)
 
     # ------------------------------------------------------------------ Grad-CAM

@@ -23,16 +23,19 @@ from radview.gui import settings as cfg
 from radview.gui.menus import MenusMixin
 from radview.gui.panels import PanelsMixin
 from radview.gui.theme import icon, style_chrome
+from radview.gui.viewer_tools import ViewerToolsMixin
+from radview.gui.priors_view import PriorsMixin
 
 if TYPE_CHECKING:
-    from radview.gui.workers import GeneratorThread, ModelExecutor
+    from radview.gui.workers import ModelExecutor
     from radview.types import ScanResult, Study
 
 ICONS = {"open_folder": "open", "fit": "fit", "one_to_one": "one", "pan_mode": "pan", "invert": "invert",
          "rotate_cw": "rotate", "flip_h": "flip_h", "flip_v": "flip_v", "reset_view": "reset",
-         "grid_layout": "grid", "toggle_cam": "cam", "toggle_boxes": "boxes", "model_saw": "eye", "help": "help"}
+         "grid_layout": "grid", "toggle_cam": "cam", "toggle_boxes": "boxes", "model_saw": "eye", "help": "help",
+         **{k: k for k in cfg.TOOLS}}
 
-class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
+class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWindow):
     """scanFinished(ScanResult) after a folder is read; studyShown(Study)."""
 
     scanFinished = Signal(object)
@@ -48,11 +51,14 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self.setCentralWidget(QWidget())
         self.extra_panels: dict[str, QWidget] = {}
-        self.scan_thread: GeneratorThread | None = None
+        self.scan_thread = None  # the scan's superqt GeneratorWorker
         self.scan_result: ScanResult | None = None
         self.root: str | None = None
         self.unknown_model = ""
         self.built = False
+        self.notifications: list[tuple[str, str]] = []
+        self.store = None
+        self.store_problem = ""
         self._build_status_bar()
         self.actions: dict[str, QAction] = {}
         self._build_actions()
@@ -84,13 +90,24 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         from radview.gui.widgets.tag_browser import TagBrowser
         from radview.gui.widgets.thumbnails import ThumbnailCache
 
+        from radview.state import Overlays, ViewState
+
         self.thumbnails = ThumbnailCache(parent=self)
         self.frames = FrameStore(parent=self)
-        self.viewer = StudyViewer(self.frames, self)
+        self.state = ViewState(Overlays(
+            show_cam=bool(cfg.get("overlay/cam", True, type_=bool)),
+            opacity=float(cfg.get("overlay/opacity", 0.45, type_=float)),
+            colormap=str(cfg.get("overlay/colormap", "jet"))))
+        self.viewer = StudyViewer(self.frames, self, state=self.state)
         old = self.centralWidget()
         self.setCentralWidget(self.viewer)
         if old is not None:
             old.deleteLater()
+        from radview.gui.panels import open_app_store
+
+        self.store, self.store_problem = open_app_store()  # THE store of this window
+        if self.store is None:
+            self.notify(f"Labels cannot be saved: {self.store_problem}", where="label store")
         self.browser = StudyBrowser(self.thumbnails, self)
         self.ai_panel = AIPanel(self)
         self.tags = TagBrowser(self)
@@ -99,6 +116,7 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         self._dock("ai", "AI", self.ai_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("tags", "DICOM tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["ai"], self.docks["tags"])
+        self.docks["tags"].visibilityChanged.connect(lambda on: on and self._update_tags())
         self.docks["ai"].raise_()
         self._dock("errors", "Errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.docks["errors"].hide()
@@ -107,13 +125,30 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         self.help = HelpOverlay(self)
         style_chrome(self.ai_panel)
         self.ai = AIController(self, self.executor)
+        self.ai_panel.cam_check.setChecked(self.state.overlays.show_cam)  # one truth: the state
         self.actions["grid_layout"].setChecked(True)
         self.actions["toggle_cam"].setChecked(self.ai_panel.cam_check.isChecked())
         self.actions["toggle_boxes"].setChecked(True)
         self.built = True
         self._wire()
         self._wire_extra_panels()
+        self._build_viewer_tools()
+        self.restore_layout()  # docks and geometry as the user left them
         threading.Thread(target=warm_up_imports, name="radview-warm-up", daemon=True).start()
+
+    # ------------------------------------------------------------------ notifications
+    def notify(self, message, where: str = "") -> None:
+        """The ONE sink for problems the user must see (worker exceptions arrive as objects):
+        the status bar, the errors panel (with where it happened) and `self.notifications`."""
+        if isinstance(message, BaseException):
+            text = f"{type(message).__name__}: {message}" if str(message) else type(message).__name__
+        else:
+            text = str(message)
+        self.notifications.append((where, text))
+        self.status_label.setText(text if not where else f"{where}: {text}")
+        errors = getattr(self, "errors", None)
+        if errors is not None:
+            errors.add_error(where or "radview", text)
 
     # ------------------------------------------------------------------ construction
     def _dock(self, key: str, title: str, widget: QWidget, area) -> QDockWidget:
@@ -157,7 +192,11 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         self.viewer.currentChanged.connect(self._view_changed)
         self.viewer.frameShown.connect(self._frame_shown)
         self.viewer.windowChanged.connect(self._window_changed)
-        self.viewer.pixelInfo.connect(self.pixel_label.setText)
+        self.state.events.pixel.connect(self.pixel_label.setText)
+        self.state.events.study.connect(self._state_study)
+        self.state.events.geometry.connect(self._state_geometry)
+        self.state.events.view.connect(lambda _i: self._state_geometry(self.state.view,
+                                                                       self.state.geometry_of(self.state.view)))
         self.errors.countChanged.connect(self._errors_changed)
         self.cancel_button.clicked.connect(self.cancel_work)
         p, ai = self.ai_panel, self.ai
@@ -170,7 +209,10 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         p.blockChanged.connect(ai.set_block)
         p.boxesToggled.connect(ai.set_show_boxes)
         p.boxesToggled.connect(self.actions["toggle_boxes"].setChecked)
-        p.thresholdChanged.connect(ai.set_threshold)
+        from superqt.utils import qthrottled
+
+        self._threshold_throttled = qthrottled(ai.set_threshold, timeout=30, leading=True)
+        p.thresholdChanged.connect(self._threshold_throttled)
         p.modelSawToggled.connect(ai.set_model_saw)
         p.modelSawToggled.connect(self.actions["model_saw"].setChecked)
         p.runFolder.connect(ai.queue_folder)
@@ -225,26 +267,34 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         cfg.add_recent(path)
         self._fill_recent()
         if self.scan_thread is not None:
-            self.scan_thread.cancel()
-        from radview.gui.workers import GeneratorThread
+            self.scan_thread.quit()  # the old scan stops at its next yield; its results are dropped
+        from superqt.utils import create_worker
+
         from radview.io.studies import iter_scan
 
-        t = GeneratorThread(lambda: iter_scan(path), self)
-        t.progress.connect(lambda d, n, m: self.show_progress(d, n, m) if t is self.scan_thread else None)
-        t.result.connect(lambda r: self._scan_done(t, r))
-        t.failed.connect(lambda msg: self._scan_failed(t, msg))
-        t.finished.connect(t.deleteLater)
+        t = create_worker(iter_scan, path, _start_thread=False, _ignore_errors=True)
+        t.scan_payload = None
+
+        def progress(p, t=t):
+            if p.payload is not None:
+                t.scan_payload = p.payload
+            if t is self.scan_thread:
+                self.show_progress(int(p.done), -1 if p.total is None else int(p.total), p.message)
+
+        t.yielded.connect(progress)
+        t.errored.connect(lambda exc, t=t: self._scan_failed(t, exc))
+        t.finished.connect(lambda t=t: self._scan_done(t, t.scan_payload) if t.scan_payload is not None
+                           and not t.abort_requested else None)
         self.scan_thread = t
         self.setWindowTitle(f"radview — {path}")
         self.status_label.setText(f"Scanning {path}…")
         t.start()
 
-    def _scan_failed(self, t, message: str) -> None:
+    def _scan_failed(self, t, exc) -> None:
         if t is self.scan_thread:
             self.scan_thread = None
             self.show_progress(None)
-            self.status_label.setText(f"Cannot open: {message}")
-            self.errors.add_error(self.root or "", message)
+            self.notify(f"Cannot open: {exc}", where=self.root or "")
 
     def _scan_done(self, t, result: ScanResult) -> None:
         if t is not self.scan_thread:
@@ -252,9 +302,10 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         self.scan_thread = None
         self.show_progress(None)
         self.scan_result = result
+        self.state.set_folder(result.root)  # predictions, CAMs, labels of the last folder go
         self.frames.clear()
         self.thumbnails.clear()
-        self.browser.set_studies(result.studies)
+        self.browser.set_studies(result.studies, getattr(result, "headers", None))
         self.errors.set_errors(result.errors)
         n_views = sum(len(s.views) for s in result.studies)
         self.status_label.setText(f"{len(result.studies)} studies, {n_views} images"
@@ -282,6 +333,7 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         if same:
             self.viewer.set_current(view)
         else:
+            self.load_labels(study)  # before the canvases draw: truth boxes, label overlay
             self.viewer.set_study(study, view)
         if not from_browser:
             self.browser.select(study.key, view if len(study.views) > 1 else None)
@@ -298,6 +350,8 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
 
     def step_study(self, step: int) -> None:
         current = self.viewer.study
+        if current is not None and current.layout == "hanging":  # priors side by side: from the current
+            current = getattr(self, "compare_base", None)
         target = self.browser.neighbour(current.key if current else None, step)
         if target is not None:
             self.show_study(target, 0 if step > 0 else max(0, len(target.views) - 1))
@@ -335,40 +389,64 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
             st.patient or "", (st.study_type or view.body_part or st.layout).upper(),
             os.path.basename(view.ref.path), f"{view.modality or frame.meta.get('Modality', '')} {w}×{h}".strip(),
             f"image {index + 1}/{len(st.views)}") if x]
-        label = self.study_label(st)
+        label = self.study_label(st, view)
         canvas.annotations["bottom_right"] = [f"label: {label}"] if label else []
         if index == self.viewer.current:
             self._window_changed(canvas.current_window())
             self._update_tags()
         self.ai.refresh()
 
-    def study_label(self, study: Study) -> str | None:
-        if study.label is not None and study.label.value:
-            return study.label.value
+    def study_label(self, study: Study, view=None) -> str | None:
+        """The label as it stands now (a correction or an undo shows at once)."""
+        if view is None and len(study.views) == 1:
+            view = study.views[0]
+        labels = self.state.labels
+        candidates = [labels.get(view.ref.key) if view is not None else None,  # corrections first
+                      labels.get(study.key), study.label, view.label if view is not None else None]
+        for label in candidates:
+            if label is not None and label.value:
+                return label.value
         return None
 
-    # ------------------------------------------------------------------ tools
-    def apply_preset(self, name: str) -> None:
-        canvas = self.viewer.active_canvas()
-        if canvas.frame is None:
+    def _update_label_overlay(self) -> None:
+        st = self.viewer.study
+        if st is None:
             return
-        if name == "auto":
-            from radview.io.display import auto_window_of
+        for vi, canvas in self.viewer.visible_canvases():
+            label = self.study_label(st, st.views[vi])
+            canvas.annotations["bottom_right"] = [f"label: {label}"] if label else []
+            canvas.viewport().update()
+        sp = self.ai.study_preds.get(st.key)
+        self.ai_panel.show_study(sp, self.study_label(st), self.ai.calibration_text(sp))
 
-            self.viewer.apply_window(auto_window_of(canvas.frame))
-        else:
-            from radview.types import Window
-
-            c, w = cfg.PRESETS[name]
-            self.viewer.apply_window(Window(c, w, "LINEAR", name))
-
+    # ------------------------------------------------------------------ tools (presets, help,
+    # measurement tools: radview.gui.viewer_tools.ViewerToolsMixin)
     def _reset_view(self) -> None:
-        self.actions["invert"].setChecked(False)
-        self.viewer.active_canvas().reset_view()
+        self.viewer.reset_view()
+
+    def _state_study(self, _study) -> None:
+        """A new study: nothing of the previous image stays in the status bar."""
+        self.wl_label.setText("")
+        self.pixel_label.setText("")
+
+    def _state_geometry(self, view: int, geo) -> None:
+        """The Invert action shows the active view's state (reset with each study)."""
+        if view == self.state.view:
+            act = self.actions["invert"]
+            if act.isChecked() != geo.invert:
+                act.blockSignals(True)
+                act.setChecked(geo.invert)
+                act.blockSignals(False)
 
     def _set_pan_mode(self, on: bool) -> None:
         for c in self.viewer.canvases:
             c.pan_mode = on
+
+    def _canvas_added(self, canvas) -> None:
+        """A canvas made when a study needed more cells: same tools and wiring as the others."""
+        canvas.pan_mode = self.actions["pan_mode"].isChecked()
+        self._wire_canvas(canvas)
+        self._tools_canvas(canvas)
 
     def _window_changed(self, window) -> None:
         if window is not None:
@@ -417,8 +495,11 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
         if self.help.isVisible():
             self.help.hide()
             return
+        if getattr(self, "tool", None) is not None:  # Esc first puts the measurement tool down
+            self.set_tool(None)
+            return
         if self.scan_thread is not None:
-            self.scan_thread.cancel()
+            self.scan_thread.quit()
             self.scan_thread = None
             self.status_label.setText("Scan cancelled")
         self.ai.cancel()
@@ -430,11 +511,6 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
             c.annotations.pop("top_right", None)
         self.ai_panel.show_study(None)
 
-    def show_help(self) -> None:
-        rows = [(self.actions[k].shortcut().toString(), text) for k, (_d, text) in cfg.SHORTCUTS.items()
-                if not self.actions[k].shortcut().isEmpty()]
-        self.help.show_shortcuts(rows)
-
     def open_settings(self) -> None:
         from radview.gui.settings_dialog import SettingsDialog
 
@@ -443,6 +519,28 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
             self.apply_shortcuts()
             if str(cfg.get("device", "auto")) != device and self.ai.model_name:
                 self.ai.choose_model(self.ai.model_name)  # reload on the new device
+
+    def open_export(self, show: bool = True):
+        """File > Export: the dialog, preset to the open folder and the model's label space."""
+        from radview.gui.export_dialog import ExportDialog
+        from radview.spaces import spaces_in
+        from radview.store import StoreError
+
+        spaces = [sp.name for sp in spaces_in(self.scan_result)] if self.scan_result else []
+        folders = [self.root] if self.root else []
+        if self.store is not None:
+            try:
+                spaces += [sp.name for sp in self.store.spaces()]
+                folders += self.store.folders()
+            except StoreError as exc:
+                self.notify(exc, where="label store")
+        info = self.ai.model_info
+        dlg = ExportDialog(self.store, self, spaces=spaces, folders=folders,
+                           space=getattr(info, "space", None) or None, folder=self.root, notify=self.notify)
+        self.export_dialog = dlg
+        if show:
+            dlg.show()
+        return dlg
 
     def _save_screenshot_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "radview.png", "PNG (*.png)")
@@ -477,12 +575,17 @@ class MainWindow(MenusMixin, PanelsMixin, QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every background thread (called on close; safe twice)."""
+        if self.built and not getattr(self, "_layout_saved", False):
+            self._layout_saved = True
+            self.save_layout()
         if self.scan_thread is not None:
-            self.scan_thread.cancel()
-            self.scan_thread.wait(5000)
+            self.scan_thread.quit()  # a daemon-less pool thread: it ends at its next yield
             self.scan_thread = None
+        controller = getattr(self, "retrain_controller", None)
+        if controller is not None:
+            controller.shutdown(0.3)  # a training run ends with the app
         if self.executor is not None:
-            self.executor.stop()
+            self.executor.stop(300)  # a daemon thread: a batch in progress never holds the quit
         if self.built:
             self.thumbnails.stop()
             self.frames.stop()

@@ -9,9 +9,10 @@ from PySide6.QtWidgets import QMenu, QToolButton
 from radview.gui import settings as cfg
 
 TOOLBAR = ("open_folder", None, "fit", "one_to_one", "pan_mode", "invert", "rotate_cw", "flip_h",
-           "flip_v", "reset_view", None, "grid_layout", None, "toggle_cam", "toggle_boxes", "model_saw",
-           None, "help")
-CHECKABLE = {"pan_mode", "invert", "grid_layout", "toggle_cam", "toggle_boxes", "model_saw", "fullscreen"}
+           "flip_v", "reset_view", None, "grid_layout", None, *cfg.TOOLS, None, "toggle_cam", "toggle_boxes",
+           "model_saw", None, "help")
+CHECKABLE = {"pan_mode", "invert", "grid_layout", "toggle_cam", "toggle_boxes", "model_saw", "fullscreen",
+             "compare_prior", "crosshair", *cfg.TOOLS}
 
 
 class MenusMixin:
@@ -23,22 +24,31 @@ class MenusMixin:
             "open_samples": self.open_samples, "quit": self.close,
             "next_image": lambda: self.step_image(1), "prev_image": lambda: self.step_image(-1),
             "next_study": lambda: self.step_study(1), "prev_study": lambda: self.step_study(-1),
+            "next_uncertain": self.step_uncertain,
             "fit": lambda: self.viewer.active_canvas().fit(),
             "one_to_one": lambda: self.viewer.active_canvas().one_to_one(),
             "zoom_in": lambda: self.viewer.active_canvas().zoom_by(1.25),
             "zoom_out": lambda: self.viewer.active_canvas().zoom_by(0.8),
             "pan_mode": self._set_pan_mode,
-            "invert": lambda on: self.viewer.active_canvas().set_invert(on),
-            "rotate_cw": lambda: self.viewer.active_canvas().rotate(90),
-            "rotate_ccw": lambda: self.viewer.active_canvas().rotate(-90),
-            "flip_h": lambda: self.viewer.active_canvas().flip(True),
-            "flip_v": lambda: self.viewer.active_canvas().flip(False),
+            "invert": lambda on: self.viewer.set_invert(on),
+            "rotate_cw": lambda: self.viewer.rotate(90),
+            "rotate_ccw": lambda: self.viewer.rotate(-90),
+            "flip_h": lambda: self.viewer.flip(True),
+            "flip_v": lambda: self.viewer.flip(False),
             "reset_view": self._reset_view,
             "preset_default": lambda: self.viewer.apply_window(None),
             "preset_auto": lambda: self.apply_preset("auto"),
-            "preset_lung": lambda: self.apply_preset("lung"),
-            "preset_bone": lambda: self.apply_preset("bone"),
-            "preset_soft": lambda: self.apply_preset("soft"),
+            "preset_full": lambda: self.apply_preset("full"),
+            "preset_next": lambda: self.step_preset(1),
+            "preset_prev": lambda: self.step_preset(-1),
+            "preset_save": self.save_preset_dialog,
+            **{k: (lambda on, k=k: self.set_tool(k[5:] if on else None, source=k)) for k in cfg.TOOLS},
+            "compare_prior": lambda on: self.compare_prior(on),
+            "crosshair": lambda on: self.set_crosshair(on),
+            "cine_play": lambda: self.cine.toggle(),
+            "cine_next": lambda: self.cine.step(1),
+            "cine_prev": lambda: self.cine.step(-1),
+            "measurements": lambda: (self.docks["measurements"].show(), self.docks["measurements"].raise_()),
             "grid_layout": lambda on: self.viewer.set_grid_mode(on),
             "accept_box": lambda: self.box_key(accept=True),
             "delete_box": lambda: self.box_key(accept=False),
@@ -69,7 +79,8 @@ class MenusMixin:
         s = cfg.open_settings()
         for key, act in self.actions.items():
             keys = cfg.shortcut(key, s)
-            act.setShortcut(QKeySequence(keys))
+            extra = [QKeySequence(k) for k in cfg.EXTRA_KEYS.get(key, ()) if k != keys]
+            act.setShortcuts([QKeySequence(keys), *extra] if keys else extra)
             act.setToolTip(f"{act.text()}  ({keys})" if keys else act.text())
 
     def _build_menus(self) -> None:
@@ -82,19 +93,26 @@ class MenusMixin:
         file.addMenu(self.recent_menu)
         self._fill_recent()
         file.addSeparator()
+        export = file.addAction("Export labels…")
+        export.setObjectName("export_labels")
+        export.triggered.connect(lambda: self.open_export() if self.built else None)
+        self.export_action = export
         shot = file.addAction("Save screenshot…")
         shot.triggered.connect(self._save_screenshot_dialog)
         file.addAction(a["settings"])
         file.addSeparator()
         file.addAction(a["quit"])
         view = mb.addMenu("&View")
-        for k in ("next_image", "prev_image", "next_study", "prev_study", None, "fit", "one_to_one", "zoom_in",
+        for k in ("next_image", "prev_image", "next_study", "prev_study", "next_uncertain", None, "fit", "one_to_one", "zoom_in",
                   "zoom_out", "pan_mode", None, "invert", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
-                  "reset_view", None, "grid_layout", "fullscreen"):
+                  "reset_view", None, "grid_layout", "compare_prior", "crosshair", "fullscreen"):
             view.addSeparator() if k is None else view.addAction(a[k])
-        wl = view.addMenu("Window / level")
-        for k in ("preset_default", "preset_auto", "preset_lung", "preset_bone", "preset_soft"):
-            wl.addAction(a[k])
+        self.wl_menu = wl = view.addMenu("Window / level")  # refilled from presets_for(frame) when shown
+        wl.aboutToShow.connect(lambda: self.fill_preset_menu(wl) if self.built else None)
+        self.fill_preset_menu(wl)
+        tools = mb.addMenu("&Tools")
+        for k in (*cfg.TOOLS, None, "measurements", None, "cine_play", "cine_next", "cine_prev"):
+            tools.addSeparator() if k is None else tools.addAction(a[k])
         view.addSeparator()
         self.panels_menu = view.addMenu("Panels")  # filled by _dock()
         view.addAction(a["tags"])

@@ -1,23 +1,23 @@
-"""The "Retrain" action: a controller that runs radview.train.run.retrain on the app's single
-model-executor thread, and a small non-modal dialog (model, data folder, epochs; progress bar with
-epoch, batch and loss; a loss curve; cancel; rollback).
+"""The "Retrain" action: a controller that runs radview.train.run.retrain (what `radview train`
+runs) in a separate process, and a small non-modal dialog (model, data folder, epochs; progress
+bar with epoch, batch and loss; a loss curve; cancel; rollback).
 
     controller = RetrainController(window.executor, parent=window)
     controller.start("region", "/data/openi", epochs=4)   # -> finished(TrainResult) | failed(str) | cancelled()
     install(window)   # the queue panel's Retrain button opens the dialog; a promoted version is reloaded
 
-The run goes through `ModelExecutor.call` (so inference, Grad-CAM and training never race on one
-model); progress crosses back to the GUI thread by a queued signal. Cancel stops the training
-generator between batches (closing it: nothing is written). If the executor drops the request
-before it starts (a new folder bumps its generation and clears its queue), the controller submits
-it again when the executor goes idle.
+The training process (radview.gui.retrain_child, spawned: no Qt, no fork of a threaded app)
+sends its progress back over a queue; a relay thread turns it into queued signals. The app's
+model thread stays free, so inference and Grad-CAM go on while it trains. Cancel stops the run
+between batches (the generator is closed: nothing is written); `shutdown()` (on quit) cancels it
+and ends the process within a fraction of a second.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from PySide6.QtCore import QObject, QPointF, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
@@ -34,109 +34,113 @@ class RetrainController(QObject):
     failed = Signal(str)
     cancelled = Signal()
     rolledBack = Signal(str, str)
-    _relay = Signal(str, object)  # from the executor thread
+    _relay = Signal(int, str, object)  # (run number, kind, payload) from the relay thread
 
     def __init__(self, executor: Any, parent: QObject | None = None):
         super().__init__(parent)
         self.executor = executor
         self._relay.connect(self._on_relay, Qt.ConnectionType.QueuedConnection)
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
         self._run_no = 0
-        self._begun = False
-        self._job: tuple | None = None
-        self._resubmits = 0
+        self._process = None
+        self._cancel = None
         self.running = False
         self.model = ""
         self.result: Any = None
-        self.ran_on: Any = None  # the QThread the last run went on (the model executor)
-        if hasattr(executor, "idle"):
-            executor.idle.connect(self._executor_idle)
+        self.ran_on: Any = None  # the pid of the process the last run went on (never the app's)
 
     # ------------------------------------------------------------------ GUI side
     def start(self, model: str, data: str | None, **settings: Any) -> bool:
-        """Queue a retraining run; False if one is already running."""
+        """Start a retraining run in its own process; False if one is already running."""
         if self.running:
             return False
+        import multiprocessing
+
+        from radview.gui import retrain_child
+
+        ctx = multiprocessing.get_context("spawn")
         self.running, self.model, self.result = True, model, None
-        with self._lock:
-            self._cancel = threading.Event()  # one per run: a stale job keeps its own
-            self._run_no += 1
-            self._begun = False
-        self._resubmits = 0
-        self._job = (model, data, dict(settings))
-        self._submit()
+        self._run_no += 1
+        queue, cancel = ctx.Queue(), ctx.Event()
+        proc = ctx.Process(target=retrain_child.run, args=(model, data, dict(settings), queue, cancel),
+                           name=f"radview-retrain-{model}", daemon=True)
+        proc.start()
+        self._process, self._cancel = proc, cancel
+        self.ran_on = proc.pid
+        threading.Thread(target=self._pump, args=(self._run_no, proc, queue), name="radview-retrain-relay",
+                         daemon=True).start()
         self.started.emit(model)
         return True
 
+    def _pump(self, run_no: int, proc, queue) -> None:
+        """Relay thread: the child's messages -> queued signals, until it ends."""
+        import queue as queue_mod
+
+        while True:
+            try:
+                kind, payload = queue.get(timeout=0.2)
+            except queue_mod.Empty:
+                if not proc.is_alive():
+                    try:  # a last message may still be in the pipe
+                        kind, payload = queue.get(timeout=0.2)
+                    except queue_mod.Empty:
+                        code = proc.exitcode
+                        self._emit(run_no, "cancelled" if self._cancel is not None and self._cancel.is_set()
+                                   else "failed", f"the training process ended (exit code {code})")
+                        return
+                else:
+                    continue
+            except (EOFError, OSError):
+                return
+            self._emit(run_no, kind, payload)
+            if kind in ("finished", "failed", "cancelled"):
+                proc.join(2.0)
+                return
+
+    def _emit(self, run_no: int, kind: str, payload: Any) -> None:
+        try:
+            self._relay.emit(run_no, kind, payload)
+        except RuntimeError:  # the controller is gone (the window closed)
+            pass
+
     def cancel(self) -> None:
-        if self.running:
-            with self._lock:
-                self._cancel.set()
-                begun = self._begun
-            if not begun:  # never started (and now never will): nothing to stop
-                self._finish("cancelled", None)
+        if self.running and self._cancel is not None:
+            self._cancel.set()  # the child stops at its next batch; "cancelled" follows
+
+    def shutdown(self, timeout: float = 0.5) -> None:
+        """End the training process (the app quits): cancel, then terminate, then kill."""
+        proc = self._process
+        if proc is None:
+            return
+        if self._cancel is not None:
+            self._cancel.set()
+        proc.join(timeout / 2)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout / 2)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(0.2)
+        self._process = None
+        self.running = False
 
     def rollback(self, model: str) -> None:
-        """One-step rollback on the executor thread (it reloads models): rolledBack or failed."""
+        """One-step rollback (a small job on the model thread, which reloads models)."""
         def job(_backend: Any) -> None:
             from radview.train.versions import VersionError, rollback
 
             try:
-                self._relay.emit("rolledback", (model, rollback(model)))
+                self._relay.emit(self._run_no, "rolledback", (model, rollback(model)))
             except (VersionError, OSError) as exc:
-                self._relay.emit("failed", str(exc))
+                self._relay.emit(self._run_no, "failed", str(exc))
         self.executor.call(("retrain-rollback", model), job)
 
-    def _submit(self) -> None:
-        run_no = self._run_no
-        model, data, settings = self._job
-        cancel, relay = self._cancel, self._relay
-
-        def job(backend: Any) -> None:  # on the model-executor thread
-            with self._lock:
-                if run_no != self._run_no or cancel.is_set() or self._begun:
-                    return
-                self._begun = True
-            self.ran_on = QThread.currentThread()
-            from radview.train.loop import EpochEnd, Step
-            from radview.train.run import TrainResult, retrain
-
-            gen = retrain(model, data, **settings)
-            result = None
-            try:
-                for p in gen:
-                    if isinstance(p.payload, TrainResult):
-                        result = p.payload  # written already: a late cancel cannot undo it
-                        continue
-                    if cancel.is_set():
-                        break
-                    if isinstance(p.payload, EpochEnd):
-                        relay.emit("epoch", p.payload)
-                    relay.emit("progress", (p.done, -1 if p.total is None else p.total, p.message,
-                                            p.payload if isinstance(p.payload, Step) else None))
-            except Exception as exc:  # noqa: BLE001 - every failure reaches the dialog
-                relay.emit("failed", str(exc) or type(exc).__name__)
-                return
-            finally:
-                gen.close()  # a cancel closes the generator: nothing half-written stays
-                try:
-                    backend.registry.clear_cache()
-                except Exception:  # noqa: BLE001
-                    pass
-            relay.emit("finished" if result is not None else "cancelled", result)
-
-        self.executor.call(("retrain", run_no), job)
-
-    @Slot()
-    def _executor_idle(self, *_args: Any) -> None:
-        if self.running and not self._begun and not self._cancel.is_set() and self._resubmits < 3:
-            self._resubmits += 1  # the request was dropped by a generation change: again
-            self._submit()
-
-    @Slot(str, object)
-    def _on_relay(self, kind: str, payload: Any) -> None:
-        if kind == "progress":
+    @Slot(int, str, object)
+    def _on_relay(self, run_no: int, kind: str, payload: Any) -> None:
+        if run_no != self._run_no:
+            return  # a message of an earlier run
+        if kind == "started":
+            self.ran_on = payload
+        elif kind == "progress":
             if self.running:
                 self.progress.emit(*payload)
         elif kind == "epoch":
@@ -153,7 +157,7 @@ class RetrainController(QObject):
         if not self.running:
             return
         self.running = False
-        self._job = None
+        self._process = None
         if kind == "finished":
             self.result = payload
             self.finished.emit(payload)
@@ -385,6 +389,8 @@ def install(window: Any) -> RetrainController:
         return existing
     controller = RetrainController(window.executor, parent=window)
     window.retrain_controller = controller
+    if hasattr(window, "destroyed"):
+        window.destroyed.connect(lambda *_: controller.shutdown())
     panel = getattr(window, "extra_panels", {}).get("queuepanel")
     state: dict[str, Any] = {"dialog": None}
 

@@ -20,6 +20,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "prev_image": ("Left", "Previous image"),
     "next_study": ("Down", "Next study"),
     "prev_study": ("Up", "Previous study"),
+    "next_uncertain": ("Ctrl+Down", "Next unlabelled study the model is least sure of"),
     "fit": ("F", "Fit to window"),
     "one_to_one": ("Ctrl+0", "Actual size (1:1)"),
     "zoom_in": ("=", "Zoom in"),
@@ -33,9 +34,23 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "reset_view": ("Home", "Reset view (window, zoom, rotation)"),
     "preset_default": ("F2", "Window: from the file"),
     "preset_auto": ("F3", "Window: auto"),
-    "preset_lung": ("F4", "Window: lung"),
-    "preset_bone": ("F5", "Window: bone"),
-    "preset_soft": ("F6", "Window: soft tissue"),
+    "preset_full": ("F4", "Window: full range"),
+    "preset_next": ("F5", "Window: next preset for this modality"),
+    "preset_prev": ("F6", "Window: previous preset for this modality"),
+    "preset_save": ("Ctrl+Shift+W", "Window: save the current one as a preset for this modality…"),
+    "tool_box": ("D", "Tool: draw a box (left-drag; Shift+drag works with any tool)"),
+    "tool_length": ("L", "Tool: measure a length (left-drag)"),
+    "tool_angle": ("K", "Tool: measure an angle (drag one arm, click the end of the other)"),
+    "tool_cobb": ("Shift+K", "Tool: Cobb angle (drag one line, then the other)"),
+    "tool_rect": ("U", "Tool: rectangle ROI statistics (left-drag)"),
+    "tool_ellipse": ("O", "Tool: ellipse ROI statistics (left-drag)"),
+    "tool_calibrate": ("Shift+L", "Tool: calibrate (draw a line over an object of known size, type its mm)"),
+    "measurements": ("Ctrl+M", "Measurements list"),
+    "compare_prior": ("Ctrl+Shift+P", "Priors: current study left, the most recent prior right"),
+    "crosshair": ("Shift+X", "Synced crosshair across the views (hold Z: magnifier lens)"),
+    "cine_play": ("X", "Cine: play / pause (multi-frame images)"),
+    "cine_next": (".", "Cine: next frame"),
+    "cine_prev": (",", "Cine: previous frame"),
     "grid_layout": ("G", "All views of the study / one at a time"),
     "accept_box": ("Return", "Accept the selected predicted box"),
     "delete_box": ("Delete", "Reject / delete the selected box"),
@@ -48,15 +63,13 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "find": ("Ctrl+F", "Filter the study list"),
     "fullscreen": ("F11", "Full screen"),
     "settings": ("Ctrl+,", "Settings…"),
-    "help": ("F1", "Keyboard shortcuts"),
+    "help": ("F1", "Keyboard and mouse help (also ?)"),
 }
 
-# Common window presets (centre, width) in modality units, as in most workstations.
-PRESETS: dict[str, tuple[float, float]] = {
-    "lung": (-600.0, 1500.0),
-    "bone": (400.0, 1800.0),
-    "soft": (40.0, 400.0),
-}
+# Window presets come from radview.presets.presets_for(frame): by modality (CT windows only for
+# CT), never a fixed table here. Extra keys of an action (F1 and "?" both open the help).
+EXTRA_KEYS: dict[str, tuple[str, ...]] = {"help": ("?", "Shift+?")}  # "?" arrives with or without Shift
+TOOLS = ("tool_box", "tool_length", "tool_angle", "tool_cobb", "tool_rect", "tool_ellipse", "tool_calibrate")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 RECENT_MAX = 10

@@ -1,4 +1,5 @@
-"""Settings: shortcut remapping (the one shortcut table), inference device, reader name."""
+"""Settings: shortcut remapping (the one shortcut table), inference device; PACS nodes and
+radview's own Storage SCP (a page of their own, saved in <user data>/pacs.json)."""
 from __future__ import annotations
 
 from PySide6.QtGui import QKeySequence
@@ -11,7 +12,9 @@ from PySide6.QtWidgets import (
     QKeySequenceEdit,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from radview.gui import settings as cfg
@@ -43,9 +46,18 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
+        general = QWidget()
+        glay = QVBoxLayout(general)
+        glay.addLayout(form)
+        glay.addWidget(self.table, 1)
+        from radview.gui.widgets.pacs_settings import PacsSettingsPage
+
+        self.pacs = PacsSettingsPage()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(general, "General")
+        self.tabs.addTab(self.pacs, "PACS nodes")
         lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.table, 1)
+        lay.addWidget(self.tabs, 1)
         lay.addWidget(buttons)
 
     def restore_defaults(self) -> None:

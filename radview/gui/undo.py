@@ -9,9 +9,12 @@ command enters the stack, so a store error (disk full, read-only) raises StoreEr
 caller and leaves the stack unchanged. Errors in later undo/redo are reported through
 `store_signals().failed` and the command is made obsolete.
 
-`store_signals()` is one QObject per process whose `changed(key, level)` fires after any
-command changed an item, and `appended(Correction)` for each event: the label panel, the queue
-panel, the canvas and the browser can all listen to it.
+`store_signals()` is one QObject per process. `event(Correction)` is THE event after each
+correction, undo or redo (one per store write): the main window turns it into the updates of the
+browser's label columns, the viewer overlays, the label, queue and review panels, all in the same
+event-loop turn. `changed(key, level)` and `appended(Correction)` carry the same write for
+listeners outside the window. Undo/redo logic lives in the store (`undo_event` / `redo_event`);
+the commands only call it.
 
 Box commands identify boxes by value (a radview.types.Box is a frozen dataclass), so they do not
 depend on list positions that other edits may shift:
@@ -41,6 +44,7 @@ class StoreSignals(QObject):
     """changed(key, level) after an item's labels changed; appended(Correction) per event;
     failed(message) when an undo/redo could not be written."""
 
+    event = Signal(object)
     changed = Signal(str, str)
     appended = Signal(object)
     failed = Signal(str)
@@ -74,7 +78,6 @@ class StoreCommand(QUndoCommand):
         self.store, self.key, self.level = store, key, level
         self.meta = {k: v for k, v in meta.items() if v is not None}
         self.event: Correction | None = None      # the correction this command made
-        self._undo_event: Correction | None = None  # its inverse while undone
         self._applied = False
 
     # subclasses
@@ -98,9 +101,8 @@ class StoreCommand(QUndoCommand):
         self._guard(lambda: self._redo())
 
     def _redo(self) -> None:
-        assert self._undo_event is not None
-        ev = self.store.undo(self._undo_event.id)  # undo the undo: the event is active again
-        self._undo_event = None
+        assert self.event is not None
+        ev = self.store.redo_event(self.event.id)  # the store knows where the chain stands
         self._applied = True
         self._emit(ev)
 
@@ -109,15 +111,9 @@ class StoreCommand(QUndoCommand):
             return
 
         def do() -> None:
-            target = self.event if self._undo_event is None else self._undo_event
-            # after a redo the active event is the one that undid our undo: undo that instead
-            history = self.store.history(self.key, self.level)
-            by_inverse = {e.inverse_of: e for e in history if e.inverse_of is not None}
-            while target.id in by_inverse:
-                target = by_inverse[target.id]
-            self._undo_event = self.store.undo(target.id)
+            ev = self.store.undo_event(self.event.id)
             self._applied = False
-            self._emit(self._undo_event)
+            self._emit(ev)
         self._guard(do)
 
     def _guard(self, fn) -> None:
@@ -129,6 +125,7 @@ class StoreCommand(QUndoCommand):
 
     def _emit(self, event: Correction) -> None:
         sig = store_signals()
+        sig.event.emit(event)
         sig.appended.emit(event)
         sig.changed.emit(self.key, self.level)
 

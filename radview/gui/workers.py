@@ -1,54 +1,32 @@
-"""Background threads: one model executor (torch lives only there), plus io helpers.
+"""Background work for the GUI.
 
-- `ModelExecutor`: the ONE thread that loads models and runs inference and Grad-CAM (core
-  generators from radview.models, through `radview.gui.inference.Backend`). The visible study
-  goes first, then the rest of the folder. Every request carries the generation it was made in;
-  `cancel()` or a new folder/model bumps the generation, the running generator stops at its next
-  yield, and results of an older generation are never emitted (the GUI drops stale ones too).
+- `ModelExecutor`: the thin Qt adapter of the Qt-free core `radview.models.executor.Executor`
+  (one model thread, typed requests, generation counter, batching across studies, CAMs with the
+  prediction). Core events become Qt signals (queued to the GUI thread); a failure arrives as the
+  exception object (`failedWith(gen, exc, where)`) for the window's notification sink.
 - `TaskQueue`: a small LIFO worker for io (frames, thumbnails): the newest request runs first
   and old ones beyond `max_pending` are dropped, so scrolling through 10,000 studies stays cheap.
-- `run_in_thread`: one function on a throw-away QThread (the folder scan).
-
-Signals cross to the GUI thread as queued connections (the QThread objects live in the GUI
-thread, `run()` emits from the worker thread).
+- Scans, reviews and small jobs use superqt's `create_worker` (GeneratorWorker / FunctionWorker)
+  directly; see main_window.open_path and the review panel.
 """
 from __future__ import annotations
 
 import collections
 import importlib
 import threading
-import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 
-@dataclass
-class _Request:
-    kind: str  # "load" | "cam" | "model_view" | "call"
-    generation: int
-    args: tuple = ()
-    key: Any = None
-
-
-@dataclass
-class _Work:
-    """Pending folder inference: study key -> refs, in order; the priority study jumps ahead."""
-
-    studies: "collections.OrderedDict[str, tuple]" = field(default_factory=collections.OrderedDict)
-    priority: list[str] = field(default_factory=list)
-    total: int = 0
-    done: int = 0
-
-
-class ModelExecutor(QThread):
-    """The one model-executor thread.
+class ModelExecutor(QObject):
+    """The one model-executor thread (the core Executor's), as Qt signals.
 
     Signals (all carry the generation first): modelLoaded(gen, info), prediction(gen, Prediction),
     studyPrediction(gen, StudyPrediction), camReady(gen, key, CamMap), modelView(gen, key, obj),
-    progress(gen, done, total, message), failed(gen, message), idle(gen), ready(list of model info)
-    once radview.models is importable on this thread (so the GUI may use its pure helpers)."""
+    called(gen, key, result), progress(gen, done, total, message), failed(gen, message),
+    failedWith(gen, exception, where), idle(gen), ready(list of model info) once radview.models
+    is importable on the executor thread."""
 
     ready = Signal(object)
     modelLoaded = Signal(int, object)
@@ -59,191 +37,135 @@ class ModelExecutor(QThread):
     called = Signal(int, object, object)
     progress = Signal(int, int, int, str)
     failed = Signal(int, str)
+    failedWith = Signal(int, object, str)
     idle = Signal(int)
+    bodyPart = Signal(int, str, object)            # gen, study key, routing.BodyPartVerdict
+    sidePrediction = Signal(int, str, object)      # gen, model, Prediction
+    sideStudyPrediction = Signal(int, str, object)  # gen, model, StudyPrediction
+    skipped = Signal(int, str, str, str)           # gen, model, study key, reason
 
-    def __init__(self, backend_factory: Callable[[], Any] | None = None, parent: QObject | None = None):
+    class Priority:  # what QThread.start(priority) took: kept for callers
+        LowPriority = None
+
+    def __init__(self, backend_factory: Callable[[], Any] | None = None, parent: QObject | None = None,
+                 batch_images: int = 16):
         super().__init__(parent)
-        self._factory = backend_factory
-        self._lock = threading.Condition()
-        self._requests: collections.deque[_Request] = collections.deque()
-        self._work = _Work()
-        self._work_gen = 0
-        self.generation = 0
-        self._stop = False
-        self.backend = None  # lives on this thread
-        self.busy = False
+        from radview.models.executor import Executor
 
-    # ------------------------------------------------------------------ GUI-side API
+        self._factory = backend_factory or _default_backend
+        self.core = Executor(self._factory, self._sink, batch_images=batch_images)
+
+    # ------------------------------------------------------------------ the core's API
+    @property
+    def backend(self):
+        return self.core.backend
+
+    @property
+    def generation(self) -> int:
+        return self.core.generation
+
+    @property
+    def busy(self) -> bool:
+        return self.core.busy
+
+    def start(self, _priority=None) -> None:
+        self.core.start()
+
+    def isRunning(self) -> bool:  # noqa: N802 - the QThread name callers use
+        return self.core.is_running()
+
     def next_generation(self) -> int:
-        """Drop everything queued or running: a new folder, a new model, or cancel."""
-        with self._lock:
-            self.generation += 1
-            self._requests.clear()
-            self._work = _Work()
-            self._lock.notify_all()
-            return self.generation
+        return self.core.next_generation()
 
     def cancel(self) -> int:
-        return self.next_generation()
+        return self.core.cancel()
 
     def load_model(self, name: str, device: str = "auto") -> int:
-        gen = self.next_generation()
-        self._push(_Request("load", gen, (name, device)))
-        return gen
+        return self.core.load_model(name, device)
 
-    def predict_studies(self, studies: list[tuple[str, tuple]], priority: str | None = None) -> None:
-        """Queue (study key, refs) pairs for inference in the current generation."""
-        with self._lock:
-            work = self._work
-            for key, refs in studies:
-                if key not in work.studies and refs:
-                    work.studies[key] = tuple(refs)
-                    work.total += len(refs)
-            self._work_gen = self.generation
-            if priority:
-                work.priority = [priority]
-            self._lock.notify_all()
+    def predict_studies(self, studies, priority: str | None = None) -> None:
+        self.core.predict_studies(studies, priority)
 
     def prioritise(self, study_key: str) -> None:
-        """The user is looking at this study: infer it next."""
-        with self._lock:
-            self._work.priority = [study_key]
-            self._lock.notify_all()
+        self.core.prioritise(study_key)
+
+    def set_routing(self, gate: str | None = None, side=()) -> None:
+        self.core.set_routing(gate, side)
+
+    def run_anyway(self, study_key: str, refs, model: str, metas=()) -> None:
+        self.core.run_anyway(study_key, refs, model, metas)
+
+    def set_auto_cams(self, on: bool, block: str | None = None) -> None:
+        self.core.set_auto_cams(on, block)
 
     def request_cams(self, items) -> None:
-        """Grad-CAM of the visible images: items = [(key, ref, target, layer)]. Replaces every
-        queued CAM request (only what is on screen matters); they run before folder inference."""
-        with self._lock:
-            others = [r for r in self._requests if r.kind != "cam"]
-            cams = [_Request("cam", self.generation, (ref, target, layer), key)
-                    for key, ref, target, layer in items]
-            self._requests = collections.deque(cams + others)
-            self._lock.notify_all()
+        self.core.request_cams(items)
 
     def request_background_cams(self, items) -> None:
-        """Grad-CAMs for a panel (e.g. the review grid): queued after the visible ones, kept
-        when the viewer asks for new ones; a new request from the panel replaces them."""
-        with self._lock:
-            others = [r for r in self._requests if r.kind != "bgcam"]
-            self._requests = collections.deque(others + [
-                _Request("bgcam", self.generation, (ref, target, layer), key) for key, ref, target, layer in items])
-            self._lock.notify_all()
+        self.core.request_background_cams(items)
 
     def request_model_view(self, key: Any, ref, target: str | None, layer: str | None) -> None:
-        self._push(_Request("model_view", self.generation, (ref, target, layer), key))
+        self.core.request_model_view(key, ref, target, layer)
 
     def call(self, key: Any, fn: Callable[[Any], Any]) -> None:
-        """Run fn(backend) on this thread; the result comes back by `called(gen, key, result)`."""
-        self._push(_Request("call", self.generation, (fn,), key))
+        self.core.call(key, fn)
 
-    def stop(self, wait_ms: int = 10000) -> None:
-        with self._lock:
-            self._stop = True
-            self.generation += 1
-            self._lock.notify_all()
-        self.wait(wait_ms)
-
-    def _push(self, req: _Request) -> None:
-        with self._lock:
-            self._requests.append(req)
-            self._lock.notify_all()
-
-    # ------------------------------------------------------------------ thread
     def is_current(self, gen: int) -> bool:
-        return gen == self.generation and not self._stop
+        return self.core.is_current(gen)
 
-    def run(self) -> None:  # noqa: C901
+    def stop(self, wait_ms: int = 500) -> bool:
+        """Stop the thread (at most wait_ms; it is a daemon) and reap decoder processes."""
+        return self.core.stop(timeout=wait_ms / 1000.0)
+
+    def wait(self, wait_ms: int = 500) -> bool:
+        t = self.core.thread
+        if t is not None:
+            t.join(wait_ms / 1000.0)
+        return t is None or not t.is_alive()
+
+    # ------------------------------------------------------------------ core events -> signals
+    def _sink(self, ev) -> None:  # on the executor thread: emits are queued to the GUI thread
+        from radview.models import executor as x
+
         try:
-            if self._factory is None:
-                from radview.gui.inference import Backend
+            if isinstance(ev, x.PredictionReady):
+                self.prediction.emit(ev.gen, ev.pred)
+            elif isinstance(ev, x.ProgressEvent):
+                self.progress.emit(ev.gen, ev.done, ev.total, ev.message)
+            elif isinstance(ev, x.StudyPredictionReady):
+                self.studyPrediction.emit(ev.gen, ev.study_prediction)
+            elif isinstance(ev, x.CamReady):
+                self.camReady.emit(ev.gen, ev.key, ev.cam)
+            elif isinstance(ev, x.ModelLoaded):
+                self.modelLoaded.emit(ev.gen, ev.info)
+            elif isinstance(ev, x.ModelViewReady):
+                self.modelView.emit(ev.gen, ev.key, ev.out)
+            elif isinstance(ev, x.Called):
+                self.called.emit(ev.gen, ev.key, ev.result)
+            elif isinstance(ev, x.SidePredictionReady):
+                self.sidePrediction.emit(ev.gen, ev.model, ev.pred)
+            elif isinstance(ev, x.SideStudyReady):
+                self.sideStudyPrediction.emit(ev.gen, ev.model, ev.study_prediction)
+            elif isinstance(ev, x.BodyPartReady):
+                self.bodyPart.emit(ev.gen, ev.study_key, ev.verdict)
+            elif isinstance(ev, x.Skipped):
+                self.skipped.emit(ev.gen, ev.model, ev.study_key, ev.reason)
+            elif isinstance(ev, x.Idle):
+                self.idle.emit(ev.gen)
+            elif isinstance(ev, x.Ready):
+                self.ready.emit(ev.models)
+            elif isinstance(ev, x.Failed):
+                text = str(ev.error) or type(ev.error).__name__
+                self.failed.emit(ev.gen, f"{ev.where}: {text}" if ev.where.startswith("models") else text)
+                self.failedWith.emit(ev.gen, ev.error, ev.where)
+        except RuntimeError:  # the window (and this object) is gone while the thread ends
+            pass
 
-                self.backend = Backend()
-            else:
-                self.backend = self._factory()
-            self.ready.emit(self.backend.list_models())
-        except Exception as exc:  # noqa: BLE001
-            self.failed.emit(self.generation, f"models unavailable: {exc}")
-            self.backend = None
-        idle_sent = -1
-        while True:
-            with self._lock:
-                while not self._stop and not self._requests and not self._has_work():
-                    if idle_sent != self.generation:
-                        idle_sent = self.generation
-                        self.busy = False
-                        self.idle.emit(self.generation)
-                    self._lock.wait(0.5)
-                if self._stop:
-                    break
-                self.busy = True
-                req = self._requests.popleft() if self._requests else None
-                study = None if req is not None else self._pop_study()
-                gen = self.generation
-            if self.backend is None:
-                continue
-            try:
-                if req is not None:
-                    self._run_request(req)
-                elif study is not None:
-                    self._run_study(gen, *study)
-            except Exception as exc:  # noqa: BLE001
-                if self.is_current(gen):
-                    self.failed.emit(gen, f"{exc}")
-                traceback.print_exc()
-            idle_sent = -1 if self._requests or self._has_work() else idle_sent
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # noqa: BLE001
-                pass
 
-    def _has_work(self) -> bool:
-        return bool(self._work.studies) and self._work_gen == self.generation
+def _default_backend():
+    from radview.gui.inference import Backend
 
-    def _pop_study(self):
-        work = self._work
-        if not work.studies or self._work_gen != self.generation:
-            return None
-        key = next((k for k in work.priority if k in work.studies), None)
-        if key is None:
-            key = next(iter(work.studies))
-        refs = work.studies.pop(key)
-        return key, refs, work
-
-    def _run_request(self, req: _Request) -> None:
-        if req.generation != self.generation:
-            return
-        b = self.backend
-        if req.kind == "load":
-            name, device = req.args
-            info = b.load(name, device)
-            if self.is_current(req.generation):
-                self.modelLoaded.emit(req.generation, info)
-        elif req.kind in ("cam", "bgcam"):
-            cam = b.cam(*req.args)
-            if self.is_current(req.generation):
-                self.camReady.emit(req.generation, req.key, cam)
-        elif req.kind == "model_view":
-            out = b.model_view(*req.args)
-            if self.is_current(req.generation):
-                self.modelView.emit(req.generation, req.key, out)
-        elif req.kind == "call":
-            out = req.args[0](b)
-            if self.is_current(req.generation):
-                self.called.emit(req.generation, req.key, out)
-
-    def _run_study(self, gen: int, key: str, refs: tuple, work: _Work) -> None:
-        preds = []
-        for pred in self.backend.iter_predict(refs, cancelled=lambda: not self.is_current(gen)):
-            if not self.is_current(gen):
-                return
-            preds.append(pred)
-            work.done += 1
-            self.prediction.emit(gen, pred)
-            self.progress.emit(gen, work.done, work.total, "inference")
-        if len(preds) == len(refs) and self.is_current(gen):
-            self.studyPrediction.emit(gen, self.backend.aggregate(key, preds))
+    return Backend()
 
 
 class TaskQueue(QThread):
@@ -275,7 +197,8 @@ class TaskQueue(QThread):
     def pending(self) -> int:
         return len(self._pending)
 
-    def stop(self, wait_ms: int = 5000) -> None:
+    def stop(self, wait_ms: int = 250) -> None:
+        """Stop taking work; a decode in progress may finish on its own (quit never waits for it)."""
         with self._lock:
             self._stop = True
             self._pending.clear()
@@ -295,68 +218,6 @@ class TaskQueue(QThread):
             except Exception as exc:  # noqa: BLE001
                 result, error = None, str(exc) or type(exc).__name__
             self.done.emit(key, result, error)
-
-
-class GeneratorThread(QThread):
-    """Run a core generator of Progress on a thread: progress(done, total, message) per yield,
-    result(payload of the last Progress that had one) or failed(message) at the end.
-    cancel() stops it at the next yield."""
-
-    progress = Signal(int, int, str)
-    result = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, make_generator: Callable[[], Any], parent: QObject | None = None):
-        super().__init__(parent)
-        self._make = make_generator
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def run(self) -> None:
-        payload = None
-        try:
-            for p in self._make():
-                if self._cancel.is_set():
-                    return
-                self.progress.emit(int(p.done), -1 if p.total is None else int(p.total), p.message)
-                if p.payload is not None:
-                    payload = p.payload
-        except Exception as exc:  # noqa: BLE001
-            if not self._cancel.is_set():
-                self.failed.emit(str(exc) or type(exc).__name__)
-            return
-        if not self._cancel.is_set():
-            self.result.emit(payload)
-
-
-class FunctionThread(QThread):
-    """Run fn() once on a thread; finishedWith(result, error-or-None)."""
-
-    finishedWith = Signal(object, object)
-
-    def __init__(self, fn: Callable[[], Any], parent: QObject | None = None):
-        super().__init__(parent)
-        self._fn = fn
-
-    def run(self) -> None:
-        try:
-            self.finishedWith.emit(self._fn(), None)
-        except Exception as exc:  # noqa: BLE001
-            self.finishedWith.emit(None, str(exc) or type(exc).__name__)
-
-
-def run_in_thread(fn: Callable[[], Any], on_done: Callable[[Any, Any], None], parent: QObject) -> FunctionThread:
-    t = FunctionThread(fn, parent)
-    t.finishedWith.connect(on_done)
-    t.finished.connect(t.deleteLater)
-    t.start()
-    return t
 
 
 def warm_up_imports() -> None:

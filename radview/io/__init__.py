@@ -20,15 +20,18 @@ __all__ = ["ImageError", "load_frame", "scan", "is_image_path", "printable_path"
 
 
 def is_image_path(path: str) -> bool:
-    """Cheap check by name: a raster or DICOM suffix, or DICOM magic for suffix-less files."""
+    """Cheap check: a raster or DICOM suffix, else DICOM content (sniffed) for any name that
+    does not say it is something else."""
     low = path.lower()
     if low.endswith(RASTER_SUFFIXES) or low.endswith(DICOM_SUFFIXES):
         return True
-    if "." not in os.path.basename(low):
-        from radview.io.dicom import is_dicom_file
+    from radview.io.sniff import NOT_IMAGE_SUFFIXES
 
-        return is_dicom_file(path)
-    return False
+    if os.path.splitext(low)[1] in NOT_IMAGE_SUFFIXES:
+        return False
+    from radview.io.dicom import is_dicom_file  # PACS names: IM0001, 1.3.12.2.1107..., image.v2
+
+    return is_dicom_file(path)
 
 
 def load_frame(path: str | os.PathLike, frame: int = 0) -> Frame:
@@ -37,11 +40,17 @@ def load_frame(path: str | os.PathLike, frame: int = 0) -> Frame:
     if isinstance(p, bytes):
         p = os.fsdecode(p)
     low = p.lower()
+    from radview.io.dicom import is_dicom_file, load_dicom
+
     if low.endswith(RASTER_SUFFIXES):
         from radview.io.raster import load_raster
 
-        return load_raster(p, frame)
-    from radview.io.dicom import is_dicom_file, load_dicom
+        try:
+            return load_raster(p, frame)
+        except ImageError:
+            if is_dicom_file(p):  # a DICOM file named .png/.jpg is a DICOM file
+                return load_dicom(p, frame)
+            raise
 
     if low.endswith(DICOM_SUFFIXES) or is_dicom_file(p):
         return load_dicom(p, frame)
@@ -53,7 +62,14 @@ def load_frame(path: str | os.PathLike, frame: int = 0) -> Frame:
     try:
         return load_raster(p, frame)
     except ImageError:
-        raise ImageError(p, "not a DICOM file (no DICM preamble) nor an image Pillow can read") from None
+        from radview.io.sniff import describe, read_head
+
+        try:
+            what = describe(read_head(p))
+        except OSError as exc:
+            raise ImageError(p, f"cannot read file ({exc.strerror or exc})") from None
+        raise ImageError(p, f"not a DICOM file (no DICM preamble, no DICOM data elements) nor an image "
+                            f"Pillow can read: it looks like {what}") from None
 
 
 def scan(path: str | os.PathLike, **kwargs):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from radview.io.dicom_checks import check_encapsulated, hint, validate
 from radview.io.errors import ImageError
 from radview.types import Frame, ImageRef, LookupTable, Window
 
@@ -30,47 +31,35 @@ HEADER_KEYWORDS = (
     "Modality",
     "BodyPartExamined",
     "ViewPosition",
+    "PatientOrientation",  # orientation letters on the canvas (radview.state.orientation)
+    "ImageLaterality",  # priors: hanging order (with Laterality)
+    "Laterality",
+    "StudyTime",
+    "AccessionNumber",
+    "IssuerOfPatientID",
     "InstanceNumber",
     "Rows",
     "Columns",
     "NumberOfFrames",
+    "FrameTime",  # cine at the file's frame rate
     "BitsAllocated",
     "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
     "SamplesPerPixel",
     "PhotometricInterpretation",
     "PixelSpacing",
     "ImagerPixelSpacing",
+    "EstimatedRadiographicMagnificationFactor",  # measure: ImagerPixelSpacing / ERMF
+    "PixelSpacingCalibrationType",
+    "PixelSpacingCalibrationDescription",
 )
-
-_SOP_NAMES = {
-    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
-    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR",
-    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
-    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
-    "1.2.840.10008.5.1.4.1.1.66": "Raw Data",
-    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set",
-    "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
-}
-
-_MAX_DIM = 65535
 
 # pydicom warns (to stderr) about every oddity of real-world headers it reads anyway; radview
 # reports what matters per file instead.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?$")
 
 
-def hint(header: dict[str, Any], key: str, default: int) -> int:
-    """An integer header value, or the default where it is absent or malformed ('1A')."""
-    v = header.get(key, default)
-    if isinstance(v, list):
-        v = v[0] if v else default
-    try:
-        return int(v) if v not in (None, "") else default
-    except (TypeError, ValueError):
-        try:
-            return int(float(v))
-        except (TypeError, ValueError):
-            return default
 AUTO_PENDING = "auto (not computed)"
 
 
@@ -108,33 +97,61 @@ def _size_or_error(path: str) -> int:
 
 
 def is_dicom_file(path: str) -> bool:
-    """True if the file has the DICM magic at byte 128 (cheap: reads 132 bytes)."""
+    """True if the content is DICOM: the DICM magic at byte 128, or (no preamble) a plausible
+    start of data elements, as pydicom's force=True reads them. Cheap: one read of 512 bytes."""
+    from radview.io.sniff import read_head, sniff_dicom
+
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        head = read_head(path)
+        size = os.path.getsize(path)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return sniff_dicom(head, size) is not None
 
 
 def _read(path: str, fh, *, stop_before_pixels: bool):
-    """dcmread with clear errors. Files without the DICM preamble are read with force
-    (the caller only passes files whose name or content says DICOM)."""
+    """dcmread with clear errors. A file without the DICM preamble is read with force=True
+    (like pydicom) when its first bytes are DICOM data elements; else it is 'not a DICOM file'."""
     import pydicom
 
+    from radview.io.sniff import HEAD_BYTES, describe, sniff_dicom
+
     pos = fh.tell()
-    head = fh.read(132)
+    head = fh.read(HEAD_BYTES)
     fh.seek(pos)
-    has_magic = len(head) == 132 and head[128:132] == b"DICM"
+    size = os.fstat(fh.fileno()).st_size
+    has_magic = len(head) >= 132 and head[128:132] == b"DICM"
+    if not has_magic and sniff_dicom(head, size) is None:
+        raise ImageError(path, "not a DICOM file: no DICM preamble at byte 128 and it does not start with "
+                               f"DICOM data elements (it looks like {describe(head)})")
     try:
         ds = pydicom.dcmread(fh, stop_before_pixels=stop_before_pixels, force=not has_magic)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken files
-        raise ImageError(path, f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
+        at = fh.tell()
+        if at >= size:
+            raise ImageError(path, f"truncated at byte {size}: the file ends inside the DICOM header "
+                                   f"({type(exc).__name__}: {exc})") from None
+        raise ImageError(path, f"corrupt DICOM header at byte {at} ({type(exc).__name__}: {exc})") from None
     if len(ds) == 0:
         if has_magic:
-            raise ImageError(path, "truncated or corrupt DICOM file (nothing after the file meta header)")
-        raise ImageError(path, "not a DICOM file (no DICM preamble and no data elements)")
+            raise ImageError(path, f"truncated at byte {size}: nothing after the file meta header")
+        raise ImageError(path, "not a DICOM file: no DICM preamble and no data elements")
     return ds
+
+
+def _cut_element(ds, size: int) -> str | None:
+    """'element (gggg,eeee) declares N bytes, M are in the file' when the last element read is cut
+    short by the end of the file (pydicom reads such a value silently)."""
+    store = ds._dict
+    if not store:
+        return None
+    last = store[max(store)]
+    length = getattr(last, "length", None)
+    value = getattr(last, "value", None)
+    if isinstance(value, bytes) and isinstance(length, int) and 0 < length != 0xFFFFFFFF and len(value) < length:
+        tag = last.tag
+        return f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} bytes, {len(value)} are in the file"
+    return None
 
 
 _HEADER_TAGS: list[tuple[int, str, str]] | None = None
@@ -200,44 +217,27 @@ def _header_dict(ds) -> dict[str, Any]:
         header[kw] = value
     meta = getattr(ds, "file_meta", None)
     header["TransferSyntaxUID"] = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not header["TransferSyntaxUID"]:
+        # pydicom's force=True: no file meta (or no syntax in it) -> the encoding it found the data
+        # set in (implicit VR little endian by default); said in the tag browser and Frame.meta
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        implicit = True if implicit is None else implicit
+        little = True if little is None else little
+        header["TransferSyntaxUID"] = _IMPLICIT_LE if implicit else (_EXPLICIT_LE if little else _EXPLICIT_BE)
+        header[FORCED_KEY] = True
+        what = "no DICM preamble and no file meta information" if meta is None or len(meta) == 0 \
+            else "no Transfer Syntax UID in the file meta information"
+        _note(header, f"{what}: read like pydicom's force=True, as "
+                      f"{'Implicit' if implicit else 'Explicit'} VR {'Little' if little else 'Big'} Endian")
     return header
 
 
-def _validate(path: str, header: dict[str, Any], has_pixels: bool, pixel_bytes: int | None) -> None:
-    """Checks that need no decoding: an image (Rows, Columns, pixel data), sane dimensions,
-    a known transfer syntax, and complete pixel data for native (uncompressed) syntaxes."""
-    from pydicom.uid import UID
+FORCED_KEY = "radview_forced"  # Frame.meta / header flag: the transfer syntax was assumed
+NOTES_KEY = "radview_notes"  # Frame.meta / header: what radview assumed or ignored, for the tag browser
 
-    sop = str(header.get("SOPClassUID", ""))
-    kind = _SOP_NAMES.get(sop, sop or "unknown SOP class")
-    if "Rows" not in header or "Columns" not in header:
-        raise ImageError(path, f"no image in this DICOM file (no Rows/Columns; {kind})")
-    rows, cols = header["Rows"], header["Columns"]
-    if not (isinstance(rows, int) and isinstance(cols, int)) or not (0 < rows <= _MAX_DIM and 0 < cols <= _MAX_DIM):
-        raise ImageError(path, f"bogus image size Rows={rows} Columns={cols}")
-    if not has_pixels:
-        raise ImageError(path, f"no pixel data in this DICOM file ({kind})")
-    tsuid = header.get("TransferSyntaxUID", "")
-    if not tsuid:
-        raise ImageError(path, "no Transfer Syntax UID in the file meta information: cannot decode pixels")
-    uid = UID(tsuid)
-    if not uid.is_transfer_syntax:
-        raise ImageError(path, f"unknown transfer syntax {tsuid}: cannot decode pixels")
-    if uid.is_compressed and not _can_decode(tsuid):
-        raise ImageError(path, f"unsupported transfer syntax {uid.name}: no installed decoder handles it")
-    if not uid.is_compressed and pixel_bytes is not None:
-        bits = hint(header, "BitsAllocated", 16)
-        spp = hint(header, "SamplesPerPixel", 1)
-        frames = max(1, hint(header, "NumberOfFrames", 1))
-        if str(header.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
-            spp = 2  # chroma shared by pixel pairs
-        need = (rows * cols * spp * frames * bits + 7) // 8  # BitsAllocated 1 is bit-packed
-        if pixel_bytes < need:
-            raise ImageError(
-                path,
-                f"truncated pixel data: {max(pixel_bytes, 0)} bytes for Rows={rows} x Columns={cols} "
-                f"x {frames} frame(s) x {bits} bits (needs {need})",
-            )
+
+def _note(header: dict[str, Any], text: str) -> None:
+    header.setdefault(NOTES_KEY, []).append(text)
 
 
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -247,24 +247,29 @@ _PIXEL_TAGS = ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009))
 
 
 def _scan_header(path: str, fh):
-    """Read the header (stopping before pixels) from an open file, validate it, and return
-    (dataset, header dict, byte offset of the pixel data element or -1)."""
+    """Read the header (stopping before pixels) from an open file, validate it against the
+    pixel data (radview.io.dicom_checks), and return (dataset, header dict, byte offset of the
+    pixel data element or -1)."""
     size = _size_or_error(path)
     ds = _read(path, fh, stop_before_pixels=True)
     pixel_offset = fh.tell()
     fh.seek(pixel_offset)
-    tag_bytes = fh.read(4)
+    elem = fh.read(12)
     header = _header_dict(ds)
     tsuid = header["TransferSyntaxUID"]
     has_pixels = False
-    if len(tag_bytes) == 4:
-        g, e = np.frombuffer(tag_bytes, dtype=">u2" if tsuid == _EXPLICIT_BE else "<u2")
+    if len(elem) >= 4:
+        g, e = np.frombuffer(elem[:4], dtype=">u2" if tsuid == _EXPLICIT_BE else "<u2")
         has_pixels = (int(g), int(e)) in _PIXEL_TAGS
     elem_header = 8 if tsuid == _IMPLICIT_LE else 12
     deflated = tsuid == "1.2.840.10008.1.2.1.99"
     if deflated:
         has_pixels = "Rows" in header  # the dataset is a deflate stream: no byte-level check
-    _validate(path, header, has_pixels, None if deflated else size - pixel_offset - elem_header)
+    validate(path, header, size=size, has_pixels=has_pixels, at_eof=pixel_offset >= size,
+             cut=_cut_element(ds, size), pixel_bytes=None if deflated else size - pixel_offset - elem_header)
+    if has_pixels and not deflated and len(elem) == 12 and elem[8:12] == b"\xff\xff\xff\xff" \
+            and tsuid not in (_EXPLICIT_LE, _IMPLICIT_LE, _EXPLICIT_BE):
+        check_encapsulated(path, fh, pixel_offset + 12, size, tsuid)
     return ds, header, pixel_offset if has_pixels else -1
 
 
@@ -275,20 +280,6 @@ def _open(path: str):
         raise ImageError(path, "permission denied") from None
     except OSError as exc:
         raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from None
-
-
-_DECODABLE: dict[str, bool] = {}
-
-
-def _can_decode(tsuid: str) -> bool:
-    if tsuid not in _DECODABLE:
-        try:
-            from pydicom.pixels import get_decoder
-
-            _DECODABLE[tsuid] = bool(get_decoder(tsuid).is_available)
-        except (NotImplementedError, ValueError, KeyError):
-            _DECODABLE[tsuid] = False
-    return _DECODABLE[tsuid]
 
 
 def read_header(path: str) -> dict[str, Any]:
@@ -359,39 +350,75 @@ def _float_list(v: Any) -> list[float]:
     return [float(v)]
 
 
+class _BadLUT(ValueError):
+    pass
+
+
 def _lut_from_item(item: Any, name: str) -> LookupTable:
-    """A LookupTable from a Modality/VOI LUT Sequence item (LUTDescriptor + LUTData)."""
-    desc = [int(x) for x in item.LUTDescriptor]
+    """A LookupTable from a Modality/VOI LUT Sequence item (LUTDescriptor + LUTData); _BadLUT
+    (with the reason) for an empty or malformed one."""
+    raw = item.get("LUTDescriptor")
+    try:
+        if raw is None or raw == "" or isinstance(raw, bytes):
+            desc = []
+        elif isinstance(raw, int | float):
+            desc = [int(raw)]
+        else:
+            desc = [int(x) for x in raw]
+    except (TypeError, ValueError) as exc:
+        raise _BadLUT(f"malformed LUTDescriptor ({exc})") from None
+    if len(desc) != 3:
+        raise _BadLUT(f"LUTDescriptor has {len(desc)} value(s), needs 3" if desc else "empty LUTDescriptor")
     n_entries = desc[0] or 65536
     first = desc[1]
     bits = desc[2]
-    # First mapped value may be signed (interpreted per Pixel Representation; US/SS both common)
-    if first > 32767 and first < 65536:
-        pass  # kept unsigned; callers clip the input range
-    data = item.LUTData
+    if not 1 <= bits <= 16:
+        raise _BadLUT(f"LUTDescriptor says {bits} bits per entry (must be 8 to 16)")
+    data = item.get("LUTData")
+    if data is None or (hasattr(data, "__len__") and len(data) == 0):
+        raise _BadLUT("no LUTData")
     if isinstance(data, bytes | bytearray):
         dtype = np.uint8 if bits <= 8 and len(data) == n_entries else np.uint16
-        table = np.frombuffer(data, dtype=dtype)
+        table = np.frombuffer(data[: len(data) // np.dtype(dtype).itemsize * np.dtype(dtype).itemsize], dtype=dtype)
     else:
         table = np.asarray(list(data) if not isinstance(data, int) else [data])
+    if table.size == 0:
+        raise _BadLUT("no LUTData")
     table = table[:n_entries].astype(np.float64)
     return LookupTable(first_mapped=first, table=table, bits=bits, name=name)
 
 
-def _decode(path: str, ds, index: int | None) -> np.ndarray:
-    from pydicom.pixels import pixel_array
-
-    ts = ds.file_meta.get("TransferSyntaxUID")
-    name = getattr(ts, "name", ts)
+def _optional_lut(ds, keyword: str, header: dict[str, Any], what: str) -> LookupTable | None:
+    """The first item of an optional LUT sequence, or None (with a note) when it is malformed:
+    a bad optional LUT never makes the image unreadable."""
+    if keyword not in ds:
+        return None
     try:
-        return pixel_array(ds, index=index)
-    except NotImplementedError as exc:
-        raise ImageError(path, f"unsupported transfer syntax {name}: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - decoders raise many kinds for broken data
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "no pixel data decoders" in msg.lower() or "missing required dependencies" in msg.lower():
-            raise ImageError(path, f"unsupported transfer syntax {name}: {msg}") from None
-        raise ImageError(path, f"cannot decode {name} pixel data: {msg}") from None
+        seq = ds[keyword].value
+        if not seq:
+            return None
+        item = seq[0]
+        name = what if keyword == "ModalityLUTSequence" else str(item.get("LUTExplanation", "") or what)
+        return _lut_from_item(item, name)
+    except _BadLUT as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - malformed optional element (reported, not hidden)
+        reason = f"{type(exc).__name__}: {exc}"
+    _note(header, f"{keyword} ignored ({reason}): the {what} is not applied")
+    return None
+
+
+def _number(ds, keyword: str, default: float, header: dict[str, Any]) -> float:
+    if keyword not in ds:
+        return default
+    try:
+        v = ds[keyword].value
+        if v in (None, ""):
+            return default
+        return float(v[0] if isinstance(v, list | tuple) or type(v).__name__ == "MultiValue" else v)
+    except Exception as exc:  # noqa: BLE001 - malformed optional element (reported as a note)
+        _note(header, f"{keyword} ignored (malformed: {exc}); {default:g} used")
+        return default
 
 
 def load_dicom(path: str, frame: int = 0) -> Frame:
@@ -420,7 +447,15 @@ def _load_dicom(path: str, frame: int) -> Frame:
         if arr is None:
             fh.seek(0)
             full = _read(path, fh, stop_before_pixels=False)
-            arr = _decode(path, full, frame if n_frames > 1 else None)
+            if header.get(FORCED_KEY):  # the syntax radview assumed (see _header_dict), for pydicom
+                from pydicom.dataset import FileMetaDataset
+
+                if getattr(full, "file_meta", None) is None:
+                    full.file_meta = FileMetaDataset()
+                full.file_meta.TransferSyntaxUID = header["TransferSyntaxUID"]
+            from radview.io.dicom_decode import decode
+
+            arr = decode(path, full, frame if n_frames > 1 else None, header)
             if palette:
                 from pydicom.pixels import apply_color_lut
 
@@ -432,6 +467,8 @@ def _load_dicom(path: str, frame: int) -> Frame:
         arr = arr[0]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     meta = dict(header)
+    if NOTES_KEY in meta:
+        meta[NOTES_KEY] = list(meta[NOTES_KEY])
     meta["path"] = path
     ref = ImageRef(path, frame)
     if arr.ndim == 3:  # colour: pydicom has converted YBR to RGB already
@@ -441,23 +478,24 @@ def _load_dicom(path: str, frame: int) -> Frame:
         return Frame(ref=ref, stored=arr[..., :3], photometric="RGB", n_frames=n_frames, meta=meta,
                      auto_window=Window(127.5, 255.0, "LINEAR_EXACT", "full range"))
 
-    # ---- modality LUT
-    slope, intercept, mlut = 1.0, 0.0, None
-    if "ModalityLUTSequence" in ds and len(ds.ModalityLUTSequence):
-        mlut = _lut_from_item(ds.ModalityLUTSequence[0], "modality LUT")
-    else:
-        if "RescaleSlope" in ds and ds.RescaleSlope not in (None, ""):
-            slope = float(ds.RescaleSlope)
-        if "RescaleIntercept" in ds and ds.RescaleIntercept not in (None, ""):
-            intercept = float(ds.RescaleIntercept)
+    # ---- modality LUT (a malformed optional LUT is ignored, with a note in Frame.meta)
+    slope, intercept = 1.0, 0.0
+    mlut = _optional_lut(ds, "ModalityLUTSequence", meta, "modality LUT")
+    if mlut is None:
+        slope = _number(ds, "RescaleSlope", 1.0, meta)
+        intercept = _number(ds, "RescaleIntercept", 0.0, meta)
+        if slope == 0.0:
+            _note(meta, "RescaleSlope 0 ignored (it would map every pixel to one value); 1 used")
+            slope = 1.0
     # ---- VOI
-    voi = None
-    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        item = ds.VOILUTSequence[0]
-        voi = _lut_from_item(item, str(item.get("LUTExplanation", "") or "VOI LUT"))
+    voi = _optional_lut(ds, "VOILUTSequence", meta, "VOI LUT")
     windows: list[Window] = []
-    centers = _float_list(ds.get("WindowCenter"))
-    widths = _float_list(ds.get("WindowWidth"))
+    try:
+        centers = _float_list(ds.get("WindowCenter"))
+        widths = _float_list(ds.get("WindowWidth"))
+    except (TypeError, ValueError) as exc:
+        _note(meta, f"WindowCenter/WindowWidth ignored (malformed: {exc})")
+        centers, widths = [], []
     explanations = ds.get("WindowCenterWidthExplanation")
     if explanations is not None and isinstance(explanations, str):
         explanations = [explanations]
@@ -465,7 +503,9 @@ def _load_dicom(path: str, frame: int) -> Frame:
     if func not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         func = "LINEAR"
     for i, (c, w) in enumerate(zip(centers, widths)):
-        if w <= 0 or (func == "LINEAR" and w < 1):
+        # windows are real numbers: a width of 0.01 modality units is kept as it is
+        if not (w > 0 and np.isfinite(w) and np.isfinite(c)):
+            _note(meta, f"window {i + 1} ignored (center {c:g}, width {w:g}: the width must be > 0)")
             continue
         name = str(explanations[i]) if explanations is not None and i < len(explanations) else f"DICOM {i + 1}"
         windows.append(Window(c, w, func, name))
@@ -512,10 +552,15 @@ def dataset_tags(path: str) -> list[tuple[str, str, str, str, int]]:
                 text = elem.repval if elem.VR in ("OB", "OW", "OF", "OD", "UN") else str(elem.value)
             except Exception:  # noqa: BLE001
                 text = "<unreadable>"
-            if len(text) > 200:
-                text = text[:197] + "..."
+            # never truncated (issue 14): binary values are summarised by repval already
             rows.append((tag, elem.keyword or elem.name, str(elem.VR), text, depth))
 
+    # what radview assumed or ignored in this file, first (the same notes as Frame.meta's)
+    header = _header_dict(ds)
+    _optional_lut(ds, "ModalityLUTSequence", header, "modality LUT")
+    _optional_lut(ds, "VOILUTSequence", header, "VOI LUT")
+    for note in header.get(NOTES_KEY, []):
+        rows.append(("", "radview note", "", note, 0))
     if getattr(ds, "file_meta", None) is not None:
         walk(ds.file_meta, 0)
     walk(ds, 0)

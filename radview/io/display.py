@@ -73,8 +73,11 @@ def window_unit(x: np.ndarray, window: Window) -> np.ndarray:
     if fn == "LINEAR_EXACT":
         w = max(w, 1e-12)
         return np.clip((x - c) / w + 0.5, 0.0, 1.0)
-    # LINEAR: y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped; width >= 1 by the standard
-    w = max(w, 1.0 + 1e-9)
+    # LINEAR: y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped. The standard wants w >= 1 (integer
+    # stored values); windows are real numbers, so a narrower one (float-like data: PET, dose,
+    # values rescaled to span less than 1 unit) keeps its width, as LINEAR_EXACT (the limit).
+    if w <= 1.0:
+        return np.clip((x - c) / max(w, 1e-300) + 0.5, 0.0, 1.0)
     return np.clip((x - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0)
 
 
@@ -236,21 +239,39 @@ def auto_window(frame: Frame, low: float = 0.5, high: float = 99.5) -> Window:
     sample = s[::step, ::step]
     dom = stored_domain(sample)
     if dom is not None:
+        # percentiles of the modality values (a modality LUT need not be monotonic), weighted by
+        # how often each stored value occurs
         index, values = dom
         counts = np.bincount(index.ravel(), minlength=len(values))
-        order = np.argsort(values, kind="stable")
-        cum = np.cumsum(counts[order])
+        present = counts > 0
+        mod = modality(frame, values[present])
+        weights = counts[present]
+        order = np.argsort(mod, kind="stable")
+        cum = np.cumsum(weights[order])
         total = cum[-1]
-        lo_v = values[order][np.searchsorted(cum, total * low / 100.0)]
-        hi_v = values[order][min(np.searchsorted(cum, total * high / 100.0), len(order) - 1)]
-        lo, hi = modality(frame, np.array([lo_v, hi_v]))
+        sorted_mod = mod[order]
+        lo = sorted_mod[min(np.searchsorted(cum, total * low / 100.0), len(order) - 1)]
+        hi = sorted_mod[min(np.searchsorted(cum, total * high / 100.0), len(order) - 1)]
+        lo_all, hi_all = sorted_mod[0], sorted_mod[-1]
     else:
         m = modality(frame, sample)
+        m = m[np.isfinite(m)]
+        if m.size == 0:
+            return Window(0.5, 1.0, "LINEAR_EXACT", "auto")
         lo, hi = np.percentile(m, [low, high])
-    lo, hi = float(min(lo, hi)), float(max(lo, hi))
-    if hi - lo < 1.0:
-        hi = lo + 1.0
-    return Window((lo + hi) / 2.0, hi - lo, "LINEAR_EXACT", "auto")
+        lo_all, hi_all = m.min(), m.max()
+    return Window(*_center_width(float(lo), float(hi), float(lo_all), float(hi_all)), "LINEAR_EXACT", "auto")
+
+
+def _center_width(lo: float, hi: float, lo_all: float, hi_all: float) -> tuple[float, float]:
+    """(center, width) of [lo, hi] in modality units, however narrow (real numbers); the full
+    range where the percentiles coincide; width 1 only for a constant image."""
+    lo, hi = min(lo, hi), max(lo, hi)
+    if hi <= lo:
+        lo, hi = min(lo_all, hi_all), max(lo_all, hi_all)
+    if hi <= lo:
+        return lo, 1.0
+    return (lo + hi) / 2.0, hi - lo
 
 
 def auto_window_of(frame: Frame) -> Window:
@@ -262,9 +283,14 @@ def auto_window_of(frame: Frame) -> Window:
 
 def full_range_window(frame: Frame) -> Window:
     """The window spanning min..max of the modality values."""
-    m = modality(frame, np.array([frame.stored.min(), frame.stored.max()]))
-    lo, hi = float(m.min()), float(m.max())
-    return Window((lo + hi) / 2.0, max(hi - lo, 1.0), "LINEAR_EXACT", "full range")
+    dom = stored_domain(frame.stored) if frame.modality_lut is not None else None
+    if dom is not None:  # a modality LUT need not be monotonic: every stored value present
+        index, values = dom
+        m = modality(frame, values[np.bincount(index.ravel(), minlength=len(values)) > 0])
+    else:
+        m = modality(frame, np.array([frame.stored.min(), frame.stored.max()], dtype=np.float64))
+    lo, hi = float(np.nanmin(m)), float(np.nanmax(m))
+    return Window(*_center_width(lo, hi, lo, hi), "LINEAR_EXACT", "full range")
 
 
 # Common presets for radiographs in modality units are meaningless across vendors; these

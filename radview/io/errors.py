@@ -19,3 +19,7 @@ class ImageError(Exception):
         self.path = printable_path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class ScanCancelled(Exception):
+    """A scan was stopped by its `cancel` callback (see radview.io.studies.iter_scan)."""

@@ -3,6 +3,10 @@
 
 Readers return plain dicts of radview.types.Label; they raise LabelFileError naming the file,
 the line and the reason for a file that is not what it claims to be.
+
+Every label carries its label space (radview.spaces): 'mura' (MURA CSVs and folders),
+'rsna-pneumonia' (RSNA CSVs), 'csv:<file stem>' (a generic CSV, its values), 'folder:<name>'
+(class folders; `assign_spaces` names them after the scan grouped the files).
 """
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import os
 import re
 from pathlib import Path
 
-from radview.types import Box, Label
+from dataclasses import replace
+
+from radview import spaces
+from radview.types import Box, Label, Study
 
 MURA_STUDY_RE = re.compile(r"(XR_[A-Z]+)/(patient[^/]+)/(study\d+)_(positive|negative)/?$", re.IGNORECASE)
 RSNA_LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
@@ -82,7 +89,8 @@ def read_mura_csv(path: str | os.PathLike) -> dict[str, Label]:
             val = row[1].strip()
             if val not in ("0", "1"):
                 raise LabelFileError(path, f"line {i}: label must be 0 or 1, got {val!r}")
-            out[key] = Label(MURA_POSITIVE if val == "1" else MURA_NEGATIVE, source="mura-csv")
+            out[key] = Label(MURA_POSITIVE if val == "1" else MURA_NEGATIVE, source="mura-csv",
+                             space=spaces.MURA.name)
     return out
 
 
@@ -113,7 +121,8 @@ def read_rsna_csv(path: str | os.PathLike) -> dict[str, Label]:
                     raise LabelFileError(path, f"line {i}: box values must be numbers") from None
                 lst.append(Box(x, y, w, h, "opacity"))
     return {
-        pid: Label(RSNA_POSITIVE if target[pid] else RSNA_NEGATIVE, tuple(boxes[pid]), "rsna-csv")
+        pid: Label(RSNA_POSITIVE if target[pid] else RSNA_NEGATIVE, tuple(boxes[pid]), "rsna-csv",
+                   spaces.RSNA.name)
         for pid in target
     }
 
@@ -152,7 +161,8 @@ def read_label_csv(path: str | os.PathLike, root: str | os.PathLike | None = Non
         if not p:
             raise LabelFileError(path, f"line {i}: empty path")
         out[resolve_label_path(p, base_root, base_csv)] = Label(value or None, source="csv")
-    return out
+    space = spaces.csv_space(Path(path).stem, (lab.value for lab in out.values()))
+    return {k: replace(lab, space=space.name) for k, lab in out.items()}
 
 
 def resolve_label_path(p: str, root: Path | None, csv_dir: Path) -> str:
@@ -167,6 +177,26 @@ def resolve_label_path(p: str, root: Path | None, csv_dir: Path) -> str:
 
 def is_rsna_csv(path: str | os.PathLike) -> bool:
     return os.path.basename(os.fspath(path)).lower() in RSNA_LABEL_FILES
+
+
+RSNA_COLUMNS = ("patientid", "x", "y", "width", "height", "target")
+
+
+def is_rsna_labels_file(path: str | os.PathLike) -> bool:
+    """An RSNA challenge labels file: by its official name, or a `labels.csv` / `*_labels.csv`
+    whose header is patientId,x,y,width,height,Target (e.g. a resized copy of the challenge
+    images with its boxes scaled to them). Reads at most the first line."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name in RSNA_LABEL_FILES:
+        return True
+    if name != "labels.csv" and not name.endswith("_labels.csv"):
+        return False
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return False
+    return tuple(c.strip().lower() for c in first.split(",")) == RSNA_COLUMNS
 
 
 def is_mura_csv(path: str | os.PathLike) -> bool:
@@ -189,3 +219,54 @@ def read_labels_any(path: str | os.PathLike, root: str | os.PathLike | None = No
     if mura_study_key(first.split(",")[0].strip()) is not None:
         return "mura", read_mura_csv(path)
     return "csv", read_label_csv(path, root)
+
+
+def class_space_name(path: str) -> str:
+    """The folder naming the class-folder space of an image at `path`: the folder holding the
+    class folders, or the one above it when that is a split folder (train/val/test)."""
+    holder = os.path.dirname(os.path.dirname(os.path.normpath(path)))
+    if os.path.basename(holder).lower() in SPLIT_NAMES:
+        holder = os.path.dirname(holder)
+    return os.path.basename(holder) or holder or "."
+
+
+def _with_space(label: Label | None, name: str) -> Label | None:
+    if label is None or label.space or not name:
+        return label
+    return replace(label, space=name)
+
+
+def assign_spaces(studies: list[Study]) -> list[Study]:
+    """Give every label of the scanned studies its label space and each study the space of its
+    label (see the module doc). Class-folder spaces are registered with all the classes seen
+    under the same folder (train and val together)."""
+    classes: dict[str, set[str]] = {}
+    for st in studies:
+        for v in st.views:
+            if v.label is not None and v.label.source == "class-folder" and v.label.value:
+                classes.setdefault(class_space_name(v.ref.path), set()).add(v.label.value)
+    folder = {n: spaces.class_folder_space(n, c).name for n, c in classes.items()}
+
+    def name_of(label: Label | None, path: str) -> str:
+        if label is None or label.space:
+            return label.space if label is not None else ""
+        if label.source.startswith("mura"):
+            return spaces.MURA.name
+        if label.source.startswith("rsna"):
+            return spaces.RSNA.name
+        if label.source == "class-folder":
+            return folder.get(class_space_name(path), "")
+        return ""
+
+    out = []
+    for st in studies:
+        views = tuple(v if v.label is None else replace(v, label=_with_space(v.label, name_of(v.label, v.ref.path)))
+                      for v in st.views)
+        first = st.views[0].ref.path if st.views else st.key
+        label = _with_space(st.label, name_of(st.label, first))
+        space = label.space if label is not None else ""
+        if not space:
+            named = {v.label.space for v in views if v.label is not None and v.label.space}
+            space = named.pop() if len(named) == 1 else ""
+        out.append(replace(st, views=views, label=label, space=space))
+    return out

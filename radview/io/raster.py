@@ -52,7 +52,7 @@ def load_raster(path: str, frame: int = 0) -> Frame:
         win = Window(127.5, 255.0, "LINEAR_EXACT", "full range")
     else:
         lo, hi = float(arr.min()), float(arr.max())
-        win = Window((lo + hi) / 2.0, max(hi - lo, 1.0), "LINEAR_EXACT", "full range")
+        win = Window((lo + hi) / 2.0, hi - lo if hi > lo else 1.0, "LINEAR_EXACT", "full range")
     meta = {"path": path, "Rows": arr.shape[0], "Columns": arr.shape[1], "format": "raster"}
     return Frame(ref=ref, stored=arr, auto_window=win, photometric=photometric, n_frames=n_frames, meta=meta)
 

@@ -21,7 +21,8 @@ from torch import nn
 CLASSIFIERS = ("resnet18", "resnet34", "resnet50", "densenet121", "densenet169",
                "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_lite0")
 DETECTORS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
-             "fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fasterrcnn_tiny")
+             "fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "fasterrcnn_tiny",
+             "retinanet_lite0_fpn", "fcos_lite0_fpn")
 ARCHS = CLASSIFIERS + DETECTORS
 
 _CAM_LAYERS = {
@@ -34,6 +35,7 @@ _CAM_LAYERS = {
     "fasterrcnn_resnet50_fpn": "backbone.body.layer4",
     "retinanet_resnet50_fpn": "backbone.body.layer4",
     "fasterrcnn_tiny": "backbone",
+    "retinanet_lite0_fpn": "backbone.body", "fcos_lite0_fpn": "backbone.body",
 }
 _HEADS = {
     "resnet18": "fc", "resnet34": "fc", "resnet50": "fc",
@@ -164,6 +166,10 @@ def build(arch: str, num_outputs: int, task: str = "multiclass", **kw: Any) -> n
         return cls.from_name("efficientnet-lite0", num_classes=num_outputs, **kw)
     if arch == "fasterrcnn_tiny":
         return _tiny_detector(num_outputs, **kw)
+    if arch in ("retinanet_lite0_fpn", "fcos_lite0_fpn"):  # radview.models.detector
+        from radview.models.detector import build_lite0_detector
+
+        return build_lite0_detector(arch.split("_")[0], num_outputs, **kw)
     import torchvision.models as tvm
     import torchvision.models.detection as tvd
 

@@ -10,8 +10,9 @@ pipeline runs on one core (process CPU / wall ~1.0). Decoder *processes* do not 
   so a threaded or Qt parent is never forked; spawn elsewhere), at nice +5 so that the GUI and the
   model thread come first. They import radview.io and radview.models.preprocess only, never
   torch. `shutdown_decoders()` stops them (also at exit).
-  A decoder process that dies (a crashing codec) turns into an error for that file, and a fresh
-  pool is started for the rest: the app survives a bad file.
+  A decoder process that dies (a crashing codec) breaks the pool for every file of its batch:
+  `result(fut, ref, specs)` then decodes each of them again alone in a fresh process
+  (`decode_isolated`), so only the culprit gets the error; a fresh pool serves the rest.
   As with any multiprocessing, a *script* that runs iter_predict with process decoders must guard
   its entry point with `if __name__ == "__main__":` (the children import the main module);
   `radview` itself, `python -m radview` and pytest are fine.
@@ -59,10 +60,7 @@ def process_pool(workers: int = 2) -> ProcessPoolExecutor:
             _POOL.shutdown(wait=False, cancel_futures=True)
             _POOL = None
         if _POOL is None:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            if ctx.get_start_method() == "forkserver":
-                ctx.set_forkserver_preload(["radview.io", "radview.models.preprocess"])
+            ctx = _context()
             _POOL = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_lower_priority)
             _POOL_WORKERS = workers
             if not _ATEXIT:
@@ -97,12 +95,39 @@ def thread_pool(workers: int = 2) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="radview-decode")
 
 
-def result(fut: Future, ref: ImageRef) -> Decoded:
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["radview.io", "radview.models.preprocess"])
+    return ctx
+
+
+def decode_isolated(ref: ImageRef, specs, decode=None) -> Decoded:
+    """Decode one file in a fresh one-worker process: if that process dies, this file is the culprit.
+    decode: the picklable decode function (default preprocess.decode_ref)."""
+    from radview.models.preprocess import decode_ref
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=_context(), initializer=_lower_priority)
+    try:
+        return pool.submit(decode or decode_ref, ref, specs).result()
+    except BrokenProcessPool:
+        return Decoded(ref, error=f"{ref.path}: the decoder process died while reading it (a crashing codec)")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def result(fut: Future, ref: ImageRef, specs=None, decode=None) -> Decoded:
+    """The decode result. When the shared decoder process died, every file of its batch sees the
+    broken pool: with `specs`, each such file is decoded again on its own (decode_isolated), so only
+    the file that crashes the decoder gets the error; without, the file is reported as unverified."""
     try:
         return fut.result()
     except BrokenProcessPool:
         shutdown_decoders()
-        return Decoded(ref, error=f"{ref.path}: the decoder process died while reading it")
+        if specs is not None:
+            return decode_isolated(ref, specs, decode)
+        return Decoded(ref, error=f"{ref.path}: the decoder process died while this batch was read")
     except Exception as exc:  # noqa: BLE001 - a bad file never stops the run
         return Decoded(ref, error=f"{ref.path}: {type(exc).__name__}: {exc}")
 

@@ -42,6 +42,10 @@ def metadata_verdict(meta: dict[str, Any] | None, domain: DomainSpec) -> str:
     part = str(meta.get("BodyPartExamined") or "").strip().upper()
     if part and domain.body_parts and part not in domain.body_parts:
         reasons.append(f"BodyPartExamined {part} is not one of {'/'.join(domain.body_parts)}")
+    view = str(meta.get("ViewPosition") or "").strip().upper()
+    views = getattr(domain, "views", ())
+    if view and views and view not in views:
+        reasons.append(f"ViewPosition {view} is not one of {'/'.join(views)}")
     return "; ".join(reasons)
 
 

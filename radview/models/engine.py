@@ -16,6 +16,8 @@
   (Prediction.predicted is the argmax, i.e. threshold 0.5).
 
 Probabilities: binary models (one logit) give (1 - p, p); multiclass softmax; detection
+(boxes: all the detector returns above its own score floor, with their scores; callers filter by
+the threshold)
 (1 - best box score, best box score), boxes with score >= the manifest's threshold, in image
 pixels. The out-of-domain verdict (radview.models.domain) is attached to every Prediction.
 """
@@ -91,8 +93,9 @@ def forward(model: LoadedModel, batch: torch.Tensor) -> tuple[np.ndarray, np.nda
                 scores = o["scores"].float().cpu().numpy()
                 best = float(scores.max()) if scores.size else 0.0
                 probs.append((1.0 - best, best))
-                keep = scores >= m.threshold
-                boxes.append((o["boxes"].float().cpu().numpy()[keep], scores[keep]))
+                # every box the detector returns (its own score floor): the viewer's score slider
+                # and the review's FROC need boxes below the decision threshold too
+                boxes.append((o["boxes"].float().cpu().numpy(), scores))
             return np.asarray(probs, dtype=np.float64), None, boxes
         if model.extra.get("channels_last"):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -152,11 +155,15 @@ def _gate_verdicts(model: LoadedModel, items: list[Decoded], feats: np.ndarray |
     elif isinstance(gm, LoadedModel):
         gpreds = _predict_decoded(gm, items, gate=True, key=_spec_key(gm.manifest.input))
         allowed = model.manifest.domain.gate_classes
-        for r, gp in zip(reasons, gpreds):
-            if not gp.in_domain:
-                r.append(f"{gm.name}: {gp.domain_reason}")
+        for k, (r, gp) in enumerate(zip(reasons, gpreds)):
+            if gp.error:
+                r.append(f"{gm.name}: {gp.error}")
+            elif not gp.in_domain:
+                r.append(f"{gm.name}: {gp.domain_reason} (it sees {gp.predicted}, p={gp.probability:.2f})")
             elif allowed and gp.predicted not in allowed:
                 r.append(f"{gm.name} model sees {gp.predicted} (p={gp.probability:.2f}), not {'/'.join(allowed)}")
+            else:  # the verdict's reason travels with in-domain answers too
+                notes[k] = f"in domain: {gm.name} model sees {gp.predicted} (p={gp.probability:.2f})"
     elif isinstance(gm, str):
         notes = [gm] * len(items)
     return [(not r, "; ".join(r) or n) for r, n in zip(reasons, notes)]
@@ -236,7 +243,7 @@ def iter_predict(refs: Iterable[ImageRef], model: LoadedModel, batch_size: int =
             while pending and pending[0]:
                 batch = pending.popleft()
                 pending.append(submit())  # decode the next batch while this one runs
-                yield from _predict_decoded(model, [decoding.result(f, r) for r, f in batch], gate)
+                yield from _predict_decoded(model, [decoding.result(f, r, specs) for r, f in batch], gate)
         finally:
             for batch in pending:
                 for _r, f in batch:

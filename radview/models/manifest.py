@@ -15,12 +15,13 @@ A model is a folder holding `manifest.json`, a weights file and a `MODEL_CARD.md
                   "dtype": "float16"},          # sha256 null: not known until imported
       "cam_layer": "_head_act",                 # a module path; null = the arch default
       "threshold": 0.5,                         # binary/detection decision threshold
-      "domain": {"modalities": ["CR", "DX"], "body_parts": ["CHEST"],
+      "domain": {"modalities": ["CR", "DX"], "body_parts": ["CHEST"], "views": ["PA", "AP"],
                  "gate_model": "self" | "<model name>" | null, "gate_classes": ["chest"]},
       "gate": {"threshold": 0.6, ...},          # feature gate (class means live in the weights)
       "metrics": {...},                         # written by the training script, never by hand
       "card": "MODEL_CARD.md", "description": "...", "training": {...}, "license": "...",
-      "box_label": "opacity"                    # detection: label of predicted boxes
+      "box_label": "opacity",                   # detection: label of predicted boxes
+      "label_space": "mura" | {"name": ..., "map": {...}}   # what it predicts (radview.spaces)
     }
 
 `load_manifest(folder_or_file) -> Manifest` validates and raises `ManifestError` (its str names the
@@ -94,11 +95,12 @@ class DomainSpec:
     gate_model: str | None = None
     gate_classes: tuple[str, ...] = ()
     description: str = ""
+    views: tuple[str, ...] = ()  # DICOM ViewPosition codes (PA, AP, LL, ...); empty = any
 
     def to_dict(self) -> dict[str, Any]:
         return {"modalities": list(self.modalities), "body_parts": list(self.body_parts),
-                "gate_model": self.gate_model, "gate_classes": list(self.gate_classes),
-                "description": self.description}
+                "views": list(self.views), "gate_model": self.gate_model,
+                "gate_classes": list(self.gate_classes), "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     license: str = ""
     box_label: str = ""  # detection: the label of predicted boxes (default: the last class)
+    #: the label space it predicts: {"name": ..., "map": {...}, ...} (radview.spaces.model_space)
+    label_space: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     folder: str = ""  # where it was read from (not written)
 
     @property
@@ -148,6 +152,7 @@ class Manifest:
             "domain": self.domain.to_dict(), "gate": dict(self.gate), "metrics": dict(self.metrics),
             "card": self.card, "description": self.description, "training": dict(self.training),
             "license": self.license, "box_label": self.box_label,
+            **({"label_space": dict(self.label_space)} if self.label_space else {}),
         }
 
     def with_changes(self, **kw: Any) -> "Manifest":
@@ -218,6 +223,9 @@ def manifest_from_dict(d: dict[str, Any], path: str | os.PathLike = "<manifest>"
     wfile = str(w.get("file", "weights.pt"))
     if os.path.isabs(wfile) or ".." in Path(wfile).parts:
         raise ManifestError(path, f"weights.file {wfile!r} must be a name inside the model folder")
+    card = str(d.get("card", "MODEL_CARD.md"))
+    if not card or os.path.isabs(card) or ".." in Path(card).parts or Path(card).drive:
+        raise ManifestError(path, f"card {card!r} must be a file name inside the model folder")
     dom = d.get("domain") or {}
     try:
         threshold = float(d.get("threshold", 0.5))
@@ -241,16 +249,31 @@ def manifest_from_dict(d: dict[str, Any], path: str | os.PathLike = "<manifest>"
             gate_model=dom.get("gate_model") or None,
             gate_classes=tuple(str(c) for c in dom.get("gate_classes") or ()),
             description=str(dom.get("description", "")),
+            views=tuple(str(v).upper() for v in dom.get("views") or ()),
         ),
         gate=dict(d.get("gate") or {}),
         metrics=dict(d.get("metrics") or {}),
-        card=str(d.get("card", "MODEL_CARD.md")),
+        card=card,
         description=str(d.get("description", "")),
         training=dict(d.get("training") or {}),
         license=str(d.get("license", "")),
         box_label=str(d.get("box_label", "")),
+        label_space=_label_space(d.get("label_space"), path),
         folder=folder,
     )
+
+
+def _label_space(v: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """'label_space': a space name or an object (radview.spaces documents the fields)."""
+    if v is None or v == "":
+        return {}
+    if isinstance(v, str):
+        return {"name": v}
+    if not isinstance(v, dict) or not str(v.get("name") or ""):
+        raise ManifestError(path, "'label_space' must be a space name or an object with a 'name'")
+    if not isinstance(v.get("map") or {}, dict):
+        raise ManifestError(path, "'label_space.map' must be an object")
+    return dict(v)
 
 
 def load_manifest(path: str | os.PathLike) -> Manifest:

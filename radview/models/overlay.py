@@ -136,8 +136,9 @@ def render_overlay(frame: Frame, display_u8: np.ndarray, model_name: str, overla
 
         cam = grad_cam(model, frame, method=method)
         rgb = blend_cam(rgb, cam.data, alpha=alpha, colormap=colormap)
-    if "boxes" in overlays and pred.boxes:
-        rgb = draw_boxes(rgb, pred.boxes, scale=scale, width=max(2, rgb.shape[0] // 300))
+    shown = [b for b in pred.boxes if b.score is None or b.score >= model.manifest.threshold]
+    if "boxes" in overlays and shown:
+        rgb = draw_boxes(rgb, shown, scale=scale, width=max(2, rgb.shape[0] // 300))
     if not pred.in_domain:
         rgb = _banner(rgb, f"{model_name}: out of domain - {pred.domain_reason}")
     return rgb

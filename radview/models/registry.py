@@ -7,8 +7,10 @@
   folder is listed with its reason; it never hides the others.
 - `get_model_info(name) -> ModelInfo`; raises `ModelError`.
 - `load_model(name, device=None) -> LoadedModel`: sha256 checked, `torch.load(weights_only=True)`
-  (never unpickles code), strict state-dict load into the manifest's architecture (or a
-  TorchScript file); every failure raises `ModelError` naming the model and the reason.
+  (never unpickles code), strict state-dict load into the manifest's architecture; every failure
+  raises `ModelError` naming the model and the reason. TorchScript weights run code from the file:
+  refused unless the user sets RADVIEW_ALLOW_TORCHSCRIPT=1, and never loaded by `import_model`
+  (which only checks the archive). `load_model_folder(folder)` loads a folder without installing.
   Loaded models are cached per (folder, weights file state, device); `clear_cache()` drops them.
 - `import_model(path_or_dir, manifest=None, name=None, force=False) -> ModelInfo`: a model
   folder, or a weights file plus a manifest (a path, or the name of an existing model whose
@@ -257,11 +259,31 @@ def _unwrap_checkpoint(obj: Any) -> tuple[dict, dict | None]:
     return sd, gate
 
 
-def _load_module(m: Manifest, device, name: str):
+def _check_torchscript_archive(path: Path, name: str) -> None:
+    """A TorchScript file is a zip with code/ and data.pkl entries: checked without loading it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(name, f"{path.name} is not a TorchScript archive: {exc}") from None
+    if not any("/code/" in n or n.startswith("code/") for n in names) or not any(n.endswith("data.pkl") for n in names):
+        raise ModelError(name, f"{path.name} is not a TorchScript archive (no code/ or data.pkl entry)")
+
+
+def _load_module(m: Manifest, device, name: str, execute: bool = True):
+    """(module, gate, scripted). execute=False (import): a TorchScript file is only checked to be an
+    archive, never loaded (loading runs its code)."""
     import torch
 
     path = m.weights_path
     if m.weights.format == "torchscript":
+        _check_torchscript_archive(path, name)
+        if not execute:
+            return None, None, True
+        if not torchscript_allowed():
+            raise ModelError(name, "TorchScript weights refused (set RADVIEW_ALLOW_TORCHSCRIPT=1 to trust them)")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated upstream
@@ -308,15 +330,38 @@ def _shape_error(exc: RuntimeError) -> str:
 
 def load_model(name: str, device=None) -> LoadedModel:
     """Load an installed model by name (see module doc). device: None/'auto'/'cpu'/torch.device."""
+    return _load_info(get_model_info(name), device)
+
+
+def load_model_folder(folder: str | os.PathLike, device=None) -> LoadedModel:
+    """Load the model in `folder` (manifest + weights) without installing it (training scripts,
+    tests). Same checks as load_model."""
+    info = _info(Path(folder), "folder")
+    if info.manifest is None:
+        raise ModelError(Path(folder).name, info.status)
+    return _load_info(info, device)
+
+
+def torchscript_allowed() -> bool:
+    """TorchScript files run code from the file: loaded only when the user opts in with
+    RADVIEW_ALLOW_TORCHSCRIPT=1 (never on import, never by default)."""
+    return os.environ.get("RADVIEW_ALLOW_TORCHSCRIPT", "").strip().lower() in ("1", "yes", "true")
+
+
+def _load_info(info: ModelInfo, device=None) -> LoadedModel:
     import torch
 
-    info = get_model_info(name)
+    name = info.name
     if info.manifest is None or not info.installed:
         raise ModelError(name, info.status)
+    if info.manifest.weights.format == "torchscript" and not torchscript_allowed():
+        raise ModelError(name, "weights are TorchScript, which can run arbitrary code and is not loaded with "
+                               "weights_only=True; refused (export a state_dict, or set "
+                               "RADVIEW_ALLOW_TORCHSCRIPT=1 if you trust this file)")
     dev = device if isinstance(device, torch.device) else select_device(device)
     m = info.manifest
     st = m.weights_path.stat()
-    key = (info.folder, st.st_size, st.st_mtime_ns, m.weights.sha256, str(dev))
+    key = (info.folder, info.source, st.st_size, st.st_mtime_ns, m.weights.sha256, str(dev))
     with _LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
@@ -417,7 +462,8 @@ def import_model(path_or_dir: str | os.PathLike, manifest: str | os.PathLike | M
         write_manifest(new.with_changes(folder=str(stage)), stage)
         staged = load_manifest(stage)
         try:
-            _load_module(staged, select_device("cpu") if device is None else select_device(device), target_name)
+            _load_module(staged, select_device("cpu") if device is None else select_device(device), target_name,
+                         execute=False)
         except ModelError:
             raise
         except RuntimeError as exc:

@@ -5,6 +5,12 @@ view predictions) and the truth per study (a `Truth`, or a bare Label), maps lab
 the model's classes, and returns a `ReviewSet`: aligned arrays of truth, probabilities and
 losses at study and image level, plus what was left out and why.
 
+Label spaces: given the model's manifest, a study joins only when its label space is comparable
+with the model's (radview.spaces.class_mapping: same space, an explicit manifest map, or a class
+folder/CSV with exactly the model's classes); its value is then mapped by that mapping only.
+Other studies are left out as "not comparable" with the reason, never silently mapped (an RSNA
+"normal" is not an "abd"). Without a manifest, labels are matched by name (class_index).
+
 Loss (fastai's top_losses, at study level): the negative log of the probability the model gave
 the true class, i.e. binary cross-entropy of the study's mean probability against the study
 label for binary models (the MURA rule), cross-entropy for multiclass. Probabilities are clipped
@@ -20,7 +26,7 @@ import numpy as np
 from radview.types import Label, Prediction, Study, StudyPrediction
 
 __all__ = ["EPS", "Truth", "ReviewSet", "build_review", "class_index", "truths_from_studies",
-           "cross_entropy"]
+           "cross_entropy", "comparable_truths", "mapped_index"]
 
 EPS = 1e-7
 
@@ -116,6 +122,10 @@ class ReviewSet:
     image_y_true: np.ndarray
     image_probs: np.ndarray
     skipped: tuple[tuple[str, str], ...] = ()
+    #: (study key, reason) of the studies whose label space the model does not predict (also
+    #: in skipped); space: the model's label space name ('' without a manifest)
+    not_comparable: tuple[tuple[str, str], ...] = ()
+    space: str = ""
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -161,7 +171,13 @@ class ReviewSet:
                    reader: str = "") -> ReviewSet:
         """A copy where one study's truth changed (its views follow the study label)."""
         i = self.index(key)
-        c = class_index(label, self.classes)
+        if self.space:  # a space-aware review takes only labels of a comparable space
+            if label.space and label.space != self.space and not _same_classes(label, self.classes):
+                raise ValueError(f"label of {key} is in label space {label.space}; the review "
+                                 f"is of {self.space}")
+            c = _exact(label, self.classes)
+        else:
+            c = class_index(label, self.classes)
         if c is None:
             raise ValueError(f"label {label.value!r} of {key} names none of {self.classes}")
         y = self.y_true.copy()
@@ -200,11 +216,68 @@ def _calls(probs: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.argmax(probs, axis=1).astype(np.intp)
 
 
+def _exact(label: Label, classes: tuple[str, ...]) -> int | None:
+    low = [c.lower() for c in classes]
+    if label.value is None:
+        return (len(classes) - 1) if label.boxes and len(classes) == 2 else None
+    v = str(label.value).strip().lower()
+    return low.index(v) if v in low else None
+
+
+def _same_classes(label: Label, classes: tuple[str, ...]) -> bool:
+    from radview import spaces
+
+    sp = spaces.get_space(label.space)
+    return sp is not None and {c.lower() for c in sp.classes} == {c.lower() for c in classes}
+
+
+def mapped_index(label: Label, manifest, classes: tuple[str, ...] | None = None
+                 ) -> tuple[int | None, str]:
+    """(index into the model's classes, '') for a label of a comparable space, else
+    (None, the reason: not comparable, or a value the mapping does not name)."""
+    from radview import spaces
+
+    classes = tuple(classes or manifest.classes)
+    if not label.space:
+        c = _exact(label, classes)  # a label made by hand: exact class names only
+        return (c, "") if c is not None else (None, f"label {label.value!r} names none of {classes}")
+    mapping, reason = spaces.class_mapping(manifest, label.space)
+    if mapping is None:
+        return None, f"not comparable: {reason}"
+    if label.value is None:
+        sp = spaces.get_space(label.space)
+        if label.boxes and sp is not None and sp.positive in mapping:
+            return classes.index(mapping[sp.positive]), ""
+        return None, "no label value"
+    target = mapping.get(str(label.value))
+    if target is None or target not in classes:
+        return None, (f"label {label.value!r} of {label.space} has no class of model "
+                      f"{manifest.name!r} in its mapping")
+    return classes.index(target), ""
+
+
+def comparable_truths(truths: Mapping[str, Truth | Label], manifest
+                      ) -> tuple[dict[str, Truth | Label], list[tuple[str, str]]]:
+    """(truths the model can be compared with, [(study key, reason)] of the others): filter
+    before predicting, so no time goes into studies that would be left out."""
+    ok: dict[str, Truth | Label] = {}
+    skipped: list[tuple[str, str]] = []
+    for key, t in truths.items():
+        label = t if isinstance(t, Label) else t.label
+        c, reason = mapped_index(label, manifest)
+        if c is None:
+            skipped.append((key, reason))
+        else:
+            ok[key] = t
+    return ok, skipped
+
+
 def build_review(
     predictions: Iterable[StudyPrediction],
     truths: Mapping[str, Truth | Label],
     threshold: float | None = 0.5,
     threshold_source: str = "model",
+    manifest=None,
 ) -> ReviewSet:
     """Join study predictions with the truth per study key.
 
@@ -213,7 +286,8 @@ def build_review(
     (set to None) for multiclass models. Studies without a truth, with a label naming none of
     the model's classes, or whose prediction failed are listed in `skipped` with the reason.
     A view's own label (Truth.image_labels by ref key) is used for its image loss where given;
-    otherwise the view takes the study label."""
+    otherwise the view takes the study label. manifest: the model's (radview.models.Manifest);
+    with it, only studies whose label space is comparable join (see the module doc)."""
     preds = list(predictions)
     classes: tuple[str, ...] = preds[0].classes if preds else ()
     model = preds[0].model if preds else ""
@@ -223,6 +297,12 @@ def build_review(
     keys, types, ys, probs, corr, readers, dom, views = [], [], [], [], [], [], [], []
     irefs, istudy, iy, iprobs = [], [], [], []
     skipped: list[tuple[str, str]] = []
+    not_comparable: list[tuple[str, str]] = []
+    space = ""
+    if manifest is not None:
+        from radview import spaces
+
+        space = spaces.model_space(manifest).name
     for sp in preds:
         if sp.classes != classes:
             skipped.append((sp.study_key, f"model classes {sp.classes} differ from {classes}"))
@@ -233,7 +313,15 @@ def build_review(
             continue
         if isinstance(t, Label):
             t = Truth(t)
-        c = class_index(t.label, classes)
+        if manifest is not None:
+            c, reason = mapped_index(t.label, manifest, classes)
+            if c is None:
+                skipped.append((sp.study_key, reason))
+                if reason.startswith("not comparable"):
+                    not_comparable.append((sp.study_key, reason))
+                continue
+        else:
+            c = class_index(t.label, classes)
         if c is None:
             skipped.append((sp.study_key, f"label {t.label.value!r} names none of {classes}"))
             continue
@@ -255,7 +343,10 @@ def build_review(
             if v.error or len(v.probs) != len(classes):
                 continue
             own = t.image_labels.get(v.ref.key) if t.image_labels else None
-            ci = class_index(own, classes) if own is not None else None
+            ci = None
+            if own is not None:
+                ci = (mapped_index(own, manifest, classes)[0] if manifest is not None
+                      else class_index(own, classes))
             irefs.append(v.ref.key)
             istudy.append(i)
             iy.append(c if ci is None else ci)
@@ -278,6 +369,8 @@ def build_review(
         image_y_true=np.array(iy, dtype=np.intp),
         image_probs=np.array(iprobs, dtype=np.float64).reshape(len(irefs), n_c),
         skipped=tuple(skipped),
+        not_comparable=tuple(not_comparable),
+        space=space,
     )
 
 

@@ -168,6 +168,35 @@ def render_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     return _save(img, path)
 
 
+def render_reliability(curves: Mapping[str, object], path: str | os.PathLike,
+                       title: str = "Reliability diagram", size: int = 460) -> Path:
+    """A reliability diagram: per bin, observed accuracy against mean confidence (top-class
+    probability) for each radview.review.calibration.Reliability in `curves` (e.g. before /
+    after temperature scaling), the diagonal of perfect calibration, ECE in the legend. Empty
+    bins are left out; dot size follows the bin's count."""
+    m = 60
+    img = Image.new("RGB", (size + 2 * m, size + 2 * m + 20), BG)
+    ax = _Axes(img, (m, m, m + size, m + size))
+    _text(ax.d, (img.width // 2, 12), title, _font(16), anchor="ma")
+    ax.frame("mean confidence (top-class probability)", "observed accuracy")
+    ax.dashed((0, 0), (1, 1))
+    f = _font(12)
+    for k, (name, r) in enumerate(curves.items()):
+        col = PALETTE[k % len(PALETTE)]
+        keep = np.asarray(r.count) > 0
+        conf, acc, cnt = (np.asarray(r.confidence)[keep], np.asarray(r.accuracy)[keep],
+                          np.asarray(r.count)[keep])
+        ax.line(conf, acc, col)
+        for c, a, n in zip(conf, acc, cnt):
+            x, y = ax.px(c, a)
+            rad = 3 + 6 * float(np.sqrt(n / max(cnt.max(), 1)))
+            ax.d.ellipse([x - rad, y - rad, x + rad, y + rad], outline=col, width=2)
+        y = m + size - 20 - 18 * (len(curves) - 1 - k)
+        ax.d.line([(m + size - 190, y), (m + size - 170, y)], fill=col, width=3)
+        _text(ax.d, (m + size - 165, y), f"{name}: ECE {r.ece:.3f} (n={r.n})", f, anchor="lm")
+    return _save(img, path)
+
+
 def render_sweep(sweep: ThresholdSweep, path: str | os.PathLike, threshold: float | None = None,
                  source: str = "", size: int = 460) -> Path:
     """Sensitivity, specificity and kappa against the threshold, the current one marked."""

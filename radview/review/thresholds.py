@@ -7,8 +7,6 @@ criterion. Everything that shows a threshold shows its source: 'model' (the mani
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,20 +50,9 @@ def _read() -> dict[str, dict]:
 
 
 def _write(data: dict[str, dict]) -> None:
-    p = thresholds_path()
-    fd, tmp = tempfile.mkstemp(prefix=".site_thresholds.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from radview.paths import write_json_atomic
+
+    write_json_atomic(thresholds_path(), data)
 
 
 def save_site_threshold(model: str, threshold: float, *, model_version: str = "",

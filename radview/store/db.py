@@ -1,4 +1,5 @@
-"""SQLite plumbing of the label store: one connection per thread, WAL, foreign keys, busy retry.
+"""SQLite plumbing of the label store: one connection per thread (closed with its thread or by
+close()), WAL, foreign keys, busy retry.
 
 `Database.write(fn)` runs `fn(conn)` inside `BEGIN IMMEDIATE ... COMMIT` and retries the whole
 transaction when another writer holds the lock (SQLITE_BUSY), so two programs (the app and the
@@ -13,6 +14,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
@@ -25,10 +27,35 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 2000  # SQLite's own wait inside one statement
 
 
+class _Conn:
+    """One thread's connection. Dropped with its thread (threading.local), which closes it;
+    `users` counts the transactions running on it so close() never pulls it from under one."""
+
+    __slots__ = ("conn", "pid", "users", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn: sqlite3.Connection | None = conn
+        self.pid = os.getpid()
+        self.users = 0
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __del__(self) -> None:  # its thread ended (or the Database was dropped)
+        if self.pid == os.getpid():
+            self.close()
+
+
 class Database:
     """A SQLite file with the label-store schema. Thread-safe: each thread gets its own
-    connection (created on first use, closed by close()). Process-safe: a forked child opens
-    its own connections."""
+    connection (created on first use, closed when the thread ends or by close()). close() closes
+    the connections no transaction is using at once, and each busy one as soon as its transaction
+    ends, in its own thread. Process-safe: a forked child opens its own connections."""
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0, readonly: bool = False,
                  pragmas: dict[str, Any] | None = None) -> None:
@@ -38,13 +65,30 @@ class Database:
         self.pragmas = dict(pragmas or {})
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: weakref.WeakSet[_Conn] = weakref.WeakSet()
         self._closed = False
         if not readonly:
             self._prepare_folder()
         self.conn()  # open now: problems surface at construction, not at the first click
         if not readonly:
             self._migrate()
+        else:
+            version = self.read(_header, "open")[0]
+            if 0 < version < schema.LATEST:
+                self.close()
+                raise StoreError(self.path, f"it was made by an older radview (schema version {version}) "
+                                 "and cannot be upgraded read-only", action="open",
+                                 hint="open it once writable (e.g. run radview where the file may "
+                                      "be written) to upgrade it; the file was left unchanged")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def n_connections(self) -> int:
+        """Open connections of all threads (what leak checks look at)."""
+        return sum(1 for h in list(self._conns) if h.conn is not None)
 
     # ------------------------------------------------------------------ connections
     def _prepare_folder(self) -> None:
@@ -63,17 +107,20 @@ class Database:
                              hint="the file was left unchanged; open it with readonly=True to "
                                   "see its labels; images can still be viewed without the store")
 
-    def conn(self) -> sqlite3.Connection:
+    def _holder(self) -> _Conn:
         if self._closed:
             raise StoreError(self.path, "the store was closed", action="use")
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._connect()
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+        holder = getattr(self._local, "holder", None)
+        if holder is None or holder.conn is None or holder.pid != os.getpid():
+            holder = _Conn(self._connect())
+            self._local.holder = holder
             with self._lock:
-                self._conns.append(conn)
-        return conn
+                self._conns.add(holder)
+        return holder
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        return self._holder().conn
 
     def _connect(self) -> sqlite3.Connection:
         deadline = time.monotonic() + self.timeout
@@ -122,16 +169,14 @@ class Database:
                 raise describe(exc, self.path, "open") from exc
 
     def close(self) -> None:
-        """Close every connection of every thread (call when done; safe to call twice)."""
+        """Close the store's connections in every thread (safe to call twice, from any thread):
+        idle ones now, a busy one when its transaction ends (in its own thread)."""
         with self._lock:
-            conns, self._conns = self._conns, []
             self._closed = True
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+            holders = list(self._conns)
+        for h in holders:
+            if h.users == 0:
+                h.close()
 
     # ------------------------------------------------------------------ transactions
     def write(self, fn: Callable[[sqlite3.Connection], T], action: str = "save changes") -> T:
@@ -147,27 +192,34 @@ class Database:
     def _run(self, fn: Callable[[sqlite3.Connection], T], begin: str, action: str) -> T:
         deadline = time.monotonic() + self.timeout
         delay = 0.002
-        while True:
-            conn = self.conn()
-            try:
-                conn.execute(begin)
+        holder = self._holder()
+        holder.users += 1
+        try:
+            while True:
+                conn = holder.conn
                 try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if conn.in_transaction:
-                        try:
-                            conn.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            pass
-                    raise
-            except sqlite3.Error as exc:
-                if is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.1)
-                    continue
-                raise describe(exc, self.path, action) from exc
+                    conn.execute(begin)
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        if conn.in_transaction:
+                            try:
+                                conn.execute("ROLLBACK")
+                            except sqlite3.Error:
+                                pass
+                        raise
+                except sqlite3.Error as exc:
+                    if is_busy(exc) and time.monotonic() < deadline:
+                        time.sleep(delay * (0.5 + random.random()))
+                        delay = min(delay * 2, 0.1)
+                        continue
+                    raise describe(exc, self.path, action) from exc
+        finally:
+            holder.users -= 1
+            if self._closed and holder.users == 0:
+                holder.close()  # close() came while we worked: we close our own connection
 
     # ------------------------------------------------------------------ schema
     def _check_version(self, header: tuple[int, int, int]) -> None:

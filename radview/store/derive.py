@@ -52,7 +52,9 @@ def fold(key: str, level: str, source: Label | None, source_boxes_known: bool,
     boxes: tuple[Box, ...] = (tuple(boxes_ev.new_value) if boxes_ev is not None
                               else (source.boxes if source else ()))
     label_source = "correction" if corrected else (source.source if source else "")
-    label = Label(value=value, boxes=boxes, source=label_source)
+    space = next((e.space for e in (value_ev, boxes_ev) if e is not None and e.space), "")
+    label = Label(value=value, boxes=boxes, source=label_source,
+                  space=space or (source.space if source else ""))
     return ItemState(
         key=key,
         level=level,

@@ -5,6 +5,10 @@ Quick tour (every method is safe to call from any thread; each thread gets its o
 
     store = LabelStore()                          # or LabelStore(path), LabelStore(readonly=True)
     store.reader = "dr_smith"                     # default: the OS user
+    # a team on one PostgreSQL database: LabelStore("postgresql://user@host:5432/labels") or
+    # RADVIEW_STORE=postgresql://... (radview.store.backends); the same API on both
+    store.set_reader("dr_jones", "adjudicator")   # roles: reader (default), adjudicator, admin
+    store.readers(); store.role_of("dr_jones")    # every Correction records .role when written
 
     # what the files say (scan, imports): source labels, separate from corrections
     store.record_scan(scan_result)                # items + labels from radview.io.scan()
@@ -54,60 +58,36 @@ arguments (unknown reason code or level, undoing twice) raise ValueError.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable
 
-from radview.store import derive, predictions as _pred
-from radview.store.db import Database
-from radview.store.errors import StoreError, describe
-from radview.store.model import (Correction, ItemState, QueueSummary, Value, box_from_dict,
-                                  boxes_from_json,
-                                  boxes_to_json, check_level, check_reason, default_reader,
-                                  output_from_json, output_to_json, utc_now, value_from_json,
+from radview import spaces as _spaces
+from radview.store import backends as _backends, derive, keys as _keys, queue as _queue
+from radview.store.errors import describe
+from radview.store.items import ItemsMixin
+from radview.store.measurements import MeasurementsMixin
+from radview.store.model import (LEVELS, Correction, ItemState, QueueSummary, Value, check_level,
+                                  check_reason, check_role, default_reader, output_to_json, utc_now,
                                   value_to_json)
-from radview.types import Box, Label, Prediction, ScanResult
+from radview.store.rows import CHUNK, EVENT_COLS, EVENT_FROM, as_key, event_row, source_row
+from radview.store.undo import UndoMixin
+from radview.types import Box, Label
 
-_CHUNK = 500
-#: label sources that give every box of an image (no box there = no finding)
-BOX_SOURCES = frozenset({"rsna-csv", "coco", "import:rsna", "import:coco"})
-_EVENT_COLS = ("c.id, c.uid, c.key, c.level, c.kind, c.old_value, c.new_value, c.reader, c.time,"
-               " c.reason, c.note, c.model, c.model_version, c.model_output,"
-               " c.exclude_from_training, c.inverse_of, k.run_id")
-_EVENT_FROM = " FROM corrections c LEFT JOIN consumed k ON k.event_id = c.id"
+# kept importable from here (older callers)
+from radview.store.rows import BOX_SOURCES  # noqa: E402,F401
 
 
-def _as_key(item: Any) -> str:
-    key = getattr(item, "key", item)
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"an item key is a non-empty str (ImageRef.key or Study.key), not {item!r}")
-    return key
+def _check_value(value: Value, space: str, key: str) -> None:
+    sp = _spaces.get_space(space)
+    if value is not None and sp is not None and sp.classes and value not in sp.classes:
+        raise ValueError(f"label {value!r} of {key} is not in its label space {sp.text}")
 
 
-def _event(row: Sequence[Any]) -> Correction:
-    (id_, uid, key, level, kind, old, new, reader, time, reason, note, model, version, output,
-     exclude, inverse_of, run_id) = row
-    return Correction(id=id_, uid=uid, key=key, level=level, kind=kind,
-                      old_value=value_from_json(kind, old), new_value=value_from_json(kind, new),
-                      reader=reader, time=time, reason=reason, note=note, model=model,
-                      model_version=version, model_output=output_from_json(output),
-                      exclude_from_training=bool(exclude), inverse_of=inverse_of,
-                      consumed_by_run=run_id)
-
-
-def _source(row: Sequence[Any] | None) -> tuple[Label | None, bool]:
-    if row is None:
-        return None, False
-    value, boxes, source = row
-    parsed = boxes_from_json(boxes)
-    return Label(value=value, boxes=parsed or (), source=source), parsed is not None
-
-
-class LabelStore:
+class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin):
     """The label store (see the module docstring for a tour). Use as a context manager or call
     close(). path=None uses radview.paths.store_db_path() (under RADVIEW_HOME).
     readonly=True opens the file for reading only (e.g. on a read-only share)."""
@@ -115,15 +95,15 @@ class LabelStore:
     def __init__(self, path: str | os.PathLike | None = None, *, reader: str | None = None,
                  readonly: bool = False, timeout: float = 60.0,
                  pragmas: dict[str, Any] | None = None) -> None:
-        if path is None:
-            from radview.paths import store_db_path
-            try:
-                path = store_db_path()
-            except OSError as exc:  # RADVIEW_HOME cannot be created
-                raise StoreError(os.environ.get("RADVIEW_HOME", "<user data folder>"),
-                                 f"cannot create the data folder ({exc})", action="open") from exc
-        self._db = Database(path, timeout=timeout, readonly=readonly, pragmas=pragmas)
+        # path None: RADVIEW_STORE, the settings entry, else the SQLite file (store.backends)
+        self._db = _backends.open_database(_backends.store_target(path), timeout=timeout,
+                                           readonly=readonly, pragmas=pragmas)
         self.reader: str = reader or default_reader()
+        self._moves_cache: tuple[int, dict[str, dict[str, str]]] | None = None
+        self._ids = _keys.IdCache()
+        self.spaces()  # the folder and CSV spaces recorded by scans become known here
+        if not readonly:
+            self._backfill_item_keys()
 
     # ------------------------------------------------------------------ lifetime
     @property
@@ -135,7 +115,13 @@ class LabelStore:
         return self._db.readonly
 
     def close(self) -> None:
+        """Close the store (every thread's connection). A store from open_store() is closed
+        for the whole process; the next open_store() opens a fresh one."""
         self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
 
     def __enter__(self) -> "LabelStore":
         return self
@@ -155,6 +141,11 @@ class LabelStore:
         dest = Path(dest)
         tmp = dest.with_name(dest.name + ".part")
         try:
+            if hasattr(self._db, "backup_sqlite"):  # PostgreSQL: a SQLite copy of every table
+                tmp.unlink(missing_ok=True)
+                self._db.backup_sqlite(tmp)
+                shutil.move(str(tmp), str(dest))
+                return dest
             target = sqlite3.connect(str(tmp))
             try:
                 self._db.conn().backup(target)
@@ -166,145 +157,70 @@ class LabelStore:
             raise describe(exc, dest, "write a backup") from exc
         return dest
 
-    # ------------------------------------------------------------------ source labels, items
-    def set_source_labels(self, labels: Mapping[Any, Label], level: str = "image", *,
-                          source: str | None = None, boxes_known: bool | None = None,
-                          replace: bool = True) -> int:
-        """Record labels that come from files (scans, imports). They never enter the queue;
-        corrections win over them. source overrides each Label.source. boxes_known: whether the
-        labels say which boxes exist (True for detection sources, where no box = negative);
-        None = known iff the label has boxes. At study level boxes are ignored. replace=False keeps an existing source label
-        that came from an import (source starting with 'import')."""
-        check_level(level)
-        now = utc_now()
-        rows = []
-        for item, label in labels.items():
-            known = bool(label.boxes) if boxes_known is None else boxes_known
-            if level != "image":
-                known = False  # boxes live on images (a one-image study's boxes are its view's)
-            rows.append((level, _as_key(item), label.value,
-                         boxes_to_json(label.boxes) if known else None,
-                         source if source is not None else label.source, now))
-        sql = ("INSERT INTO source_labels (level, key, value, boxes, source, time) VALUES (?,?,?,?,?,?)"
-               " ON CONFLICT(level, key) DO UPDATE SET value = excluded.value, boxes = excluded.boxes,"
-               " source = excluded.source, time = excluded.time")
-        if not replace:
-            sql += " WHERE source_labels.source NOT LIKE 'import%'"
-        self._db.write(lambda c: c.executemany(sql, rows), "save source labels")
-        return len(rows)
-
-    def record_scan(self, result: ScanResult) -> int:
-        """Remember the studies and views of a scan (patient, study type, size, modality) and
-        their labels as source labels. Labels imported with import-labels are kept (imports win
-        over what a folder layout says). Returns the number of items recorded."""
-        items: list[tuple] = []
-        study_labels: dict[str, Label] = {}
-        image_labels: dict[str, Label] = {}
-        for st in result.studies:
-            items.append(("study", st.key, None, st.patient, st.study_type, None, None,
-                          _json({"layout": st.layout, "split": st.split,
-                                 "description": st.description})))
-            if st.label is not None:
-                study_labels[st.key] = st.label
-            for v in st.views:
-                items.append(("image", v.ref.key, st.key, st.patient, st.study_type,
-                              v.columns or None, v.rows or None,
-                              _json({"modality": v.modality, "body_part": v.body_part,
-                                     "series_uid": v.series_uid, "instance": v.instance})))
-                if v.label is not None:
-                    image_labels[v.ref.key] = v.label
-        self.set_items(items)
-        self.set_source_labels(study_labels, "study", replace=False)
-        # detection sources list every box: an image without boxes there is a known negative
-        boxed = {k: v for k, v in image_labels.items() if v.source in BOX_SOURCES}
-        other = {k: v for k, v in image_labels.items() if v.source not in BOX_SOURCES}
-        self.set_source_labels(boxed, "image", replace=False, boxes_known=True)
-        self.set_source_labels(other, "image", replace=False)
-        return len(items)
-
-    def set_items(self, items: Iterable[tuple]) -> int:
-        """Low level: rows (level, key, study_key, patient, study_type, width, height, meta_json)."""
-        rows = [tuple(r) for r in items]
-        sql = ("INSERT INTO items (level, key, study_key, patient, study_type, width, height, meta)"
-               " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(level, key) DO UPDATE SET"
-               " study_key = excluded.study_key, patient = excluded.patient,"
-               " study_type = excluded.study_type, width = excluded.width,"
-               " height = excluded.height, meta = excluded.meta")
-        self._db.write(lambda c: c.executemany(sql, rows), "save items")
-        return len(rows)
-
-    def items(self, level: str = "image", keys: Iterable[Any] | None = None) -> dict[str, dict]:
-        """What record_scan learnt about items: {key: {study_key, patient, study_type, width,
-        height, meta}}."""
-        check_level(level)
-        sql = ("SELECT key, study_key, patient, study_type, width, height, meta FROM items"
-               " WHERE level = ?")
-
-        def read(conn: sqlite3.Connection) -> dict[str, dict]:
-            out = {}
-            for key, study_key, patient, study_type, w, h, meta in self._select(conn, sql, [level], keys):
-                out[key] = {"study_key": study_key, "patient": patient, "study_type": study_type,
-                            "width": w, "height": h, "meta": _unjson(meta)}
-            return out
-        return self._db.read(read)
-
-    def source_label(self, item: Any, level: str = "image") -> Label | None:
-        check_level(level)
-        row = self._db.read(lambda c: c.execute(
-            "SELECT value, boxes, source FROM source_labels WHERE level = ? AND key = ?",
-            (level, _as_key(item))).fetchone())
-        return _source(row)[0]
-
     # ------------------------------------------------------------------ corrections
     def set_label(self, item: Any, value: str | None, *, level: str = "image",
                   reason: str = "wrong_label", note: str = "", model: str = "",
                   model_version: str = "", model_output: Value = None,
-                  exclude_from_training: bool = False, reader: str | None = None) -> Correction:
+                  exclude_from_training: bool = False, reader: str | None = None,
+                  space: str | None = None) -> Correction:
         """Append a label correction (value: a class name, or None to clear). The old value is
-        the current label just before. Returns the appended Correction."""
-        return self._append(_as_key(item), check_level(level), "label", value, reason, note,
-                            model, model_version, model_output, exclude_from_training, reader)
+        the current label just before. space: the label space of the value (None: the item's
+        own, i.e. its current label's or what the scan recorded); a value that is not a class
+        of a known space raises ValueError. Returns the appended Correction."""
+        return self._append(as_key(item), check_level(level), "label", value, reason, note,
+                            model, model_version, model_output, exclude_from_training, reader,
+                            space)
 
     def set_boxes(self, item: Any, boxes: Iterable[Box], *, reason: str = "wrong_label",
                   note: str = "", model: str = "", model_version: str = "",
                   model_output: Value = None, exclude_from_training: bool = False,
-                  reader: str | None = None) -> Correction:
+                  reader: str | None = None, space: str | None = None) -> Correction:
         """Append a boxes correction for an image: boxes is the whole new list (empty = no
-        finding). model_output: the predicted box(es) shown, e.g. when accepting/rejecting one."""
+        finding). model_output: the predicted box(es) shown, e.g. when accepting/rejecting one.
+        space: as for set_label."""
         boxes = tuple(boxes)
         for b in boxes:
             if not isinstance(b, Box):
                 raise TypeError(f"boxes must be radview.types.Box, not {type(b).__name__}")
-        return self._append(_as_key(item), "image", "boxes", boxes, reason, note, model,
-                            model_version, model_output, exclude_from_training, reader)
+        return self._append(as_key(item), "image", "boxes", boxes, reason, note, model,
+                            model_version, model_output, exclude_from_training, reader, space)
 
     def exclude(self, item: Any, level: str = "image", excluded: bool = True, *,
                 reason: str = "bad_image", note: str = "", reader: str | None = None) -> Correction:
         """Mark an item to be left out of (or put back into) training, keeping its label: appends
         a label event whose new value is the current one."""
-        key = _as_key(item)
+        key = as_key(item)
         check_level(level)
-        return self._append(key, level, "label", _SAME, reason, note, "", "", None, excluded, reader)
+        return self._append(key, level, "label", _SAME, reason, note, "", "", None, excluded,
+                            reader, None)
 
     def _append(self, key: str, level: str, kind: str, value: Value, reason: str, note: str,
                 model: str, model_version: str, model_output: Value, exclude: bool,
-                reader: str | None) -> Correction:
+                reader: str | None, space: str | None) -> Correction:
         check_reason(reason)
         if value is not _SAME:
             value_to_json(kind, value)  # type check before the transaction
         reader = reader or self.reader
+        item = self._ids(key)  # hashing a file (once): before the write lock, not inside it
 
         def txn(conn: sqlite3.Connection) -> Correction:
             before = self._state_in(conn, key, level)
             current = _current(before, kind)
             new = current if value is _SAME else value
+            sp = space if space is not None else self._space_in(conn, key, level, before)
+            if kind == "label" and value is not _SAME:
+                _check_value(new, sp, key)
+            if item != key:
+                conn.execute("INSERT OR IGNORE INTO item_keys (level, key, item, size, mtime_ns)"
+                             " VALUES ('image',?,?,?,?)", (key, item, *_keys._stat(_keys.split_key(key)[0])))
             cur = conn.execute(
                 "INSERT INTO corrections (uid, level, key, kind, old_value, new_value, model_output,"
-                " reader, time, reason, note, model, model_version, exclude_from_training)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reader, time, reason, note, model, model_version, exclude_from_training, space,"
+                " reader_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (uuid.uuid4().hex, level, key, kind, value_to_json(kind, current),
                  value_to_json(kind, new), output_to_json(model_output), reader, utc_now(),
-                 reason, note or "", model or "", model_version or "", int(bool(exclude))))
+                 reason, note or "", model or "", model_version or "", int(bool(exclude)), sp,
+                 self._role_in(conn, reader)))
             return self._event_in(conn, cur.lastrowid)
         return self._db.write(txn, "save the correction")
 
@@ -320,7 +236,7 @@ class LabelStore:
             if undoer is not None:
                 raise ValueError(f"correction #{event_id} was already undone by #{undoer[0]}")
             events = self._events_in(conn, target.key, target.level)
-            src, known = _source(self._source_row(conn, target.key, target.level))
+            src, known = source_row(self._source_row(conn, target.key, target.level))
             before = derive.fold(target.key, target.level, src, known, events)
             probe = Correction(id=max(e.id for e in events) + 1, uid="", key=target.key,
                                level=target.level, kind=target.kind, old_value=None,
@@ -331,12 +247,13 @@ class LabelStore:
             cur = conn.execute(
                 "INSERT INTO corrections (uid, level, key, kind, old_value, new_value, model_output,"
                 " reader, time, reason, note, model, model_version, exclude_from_training,"
-                " inverse_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " inverse_of, space, reader_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (uuid.uuid4().hex, target.level, target.key, target.kind,
                  value_to_json(target.kind, _current(before, target.kind)),
                  value_to_json(target.kind, _current(after, target.kind)),
                  output_to_json(target.model_output), reader, utc_now(), target.reason, text,
-                 target.model, target.model_version, int(after.excluded), event_id))
+                 target.model, target.model_version, int(after.excluded), event_id,
+                 target.space, self._role_in(conn, reader)))
             return self._event_in(conn, cur.lastrowid)
         return self._db.write(txn, "save the undo")
 
@@ -344,45 +261,80 @@ class LabelStore:
         """One event by id (ValueError if unknown)."""
         return self._db.read(lambda c: self._event_in(c, event_id))
 
-    def history(self, item: Any = None, level: str | None = None) -> list[Correction]:
-        """Events in order of appending: of one item (item and level), of a level, or all."""
-        sql, args = "SELECT " + _EVENT_COLS + _EVENT_FROM, []
-        where = []
+    def history(self, item: Any = None, level: str | None = None, *,
+                reader: str | None = None, space: str | None = None) -> list[Correction]:
+        """Events in order of appending: of one item (item and level; its events made at
+        earlier locations too), of a level, of a reader or a label space, or all."""
+        key = None if item is None else as_key(item)
         if level is not None:
-            where.append("c.level = ?")
-            args.append(check_level(level))
-        if item is not None:
-            where.append("c.key = ?")
-            args.append(_as_key(item))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.id"
-        return self._db.read(lambda c: [_event(r) for r in c.execute(sql, args)])
+            check_level(level)
+
+        def read(conn: sqlite3.Connection) -> list[Correction]:
+            sql, args, where = "SELECT " + EVENT_COLS + EVENT_FROM, [], []
+            if level is not None:
+                where.append("c.level = ?")
+                args.append(level)
+            if reader is not None:
+                where.append("c.reader = ?")
+                args.append(reader)
+            if space is not None:
+                where.append(_queue.SPACE_SQL + " = ?")
+                args.append(space)
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            if key is None:
+                moved = self._moved(conn)
+                return [event_row(r, moved.get(r[3])) for r in conn.execute(sql + " ORDER BY c.id", args)]
+            out: list[Correction] = []
+            for lv in ([level] if level is not None else list(LEVELS)):
+                moved = self._moved(conn).get(lv, {})
+                names = list(_keys.aliases([key], moved))
+                rows = self._select(conn, sql + (" AND" if where else " WHERE 1 AND") +
+                                    " c.level = ?", [*args, lv], names, column="c.key")
+                out += [event_row(r, moved) for r in rows]
+            return sorted(out, key=lambda e: e.id)
+        return self._db.read(read)
 
     def last_event_id(self) -> int:
         """Id of the newest event (0 if none): poll it to notice another program's changes."""
         return self._db.read(lambda c: c.execute(
             "SELECT coalesce(max(id), 0) FROM corrections").fetchone()[0])
 
+    def events_since(self, event_id: int, *, space: str | None = None) -> list[Correction]:
+        """Events appended after event_id (by this or any other program), oldest first; only
+        those of one label space when given. The incremental feed the GUI follows."""
+        sql = "SELECT " + EVENT_COLS + EVENT_FROM + " WHERE c.id > ?"
+        args: list[Any] = [int(event_id)]
+        if space is not None:
+            sql += " AND " + _queue.SPACE_SQL + " = ?"
+            args.append(space)
+
+        def read(conn: sqlite3.Connection) -> list[Correction]:
+            moved = self._moved(conn)
+            return [event_row(r, moved.get(r[3])) for r in conn.execute(sql + " ORDER BY c.id", args)]
+        return self._db.read(read)
+
     # ------------------------------------------------------------------ current state
     def state(self, item: Any, level: str = "image") -> ItemState:
-        key = _as_key(item)
+        key = as_key(item)
         check_level(level)
         return self._db.read(lambda c: self._state_in(c, key, level))
 
     def states(self, level: str = "image", keys: Iterable[Any] | None = None) -> dict[str, ItemState]:
         """ItemState of the given items (or of every item with a source label or an event)."""
         check_level(level)
-        wanted = None if keys is None else [_as_key(k) for k in keys]
+        wanted = None if keys is None else [as_key(k) for k in keys]
 
         def read(conn: sqlite3.Connection) -> dict[str, ItemState]:
-            sources = {r[0]: _source(r[1:]) for r in self._select(
-                conn, "SELECT key, value, boxes, source FROM source_labels WHERE level = ?",
+            sources = {r[0]: source_row(r[1:]) for r in self._select(
+                conn, "SELECT key, value, boxes, source, space FROM source_labels WHERE level = ?",
                 [level], wanted)}
+            moved = self._moved(conn).get(level, {})
+            names = None if wanted is None else list(_keys.aliases(wanted, moved))
             events: dict[str, list[Correction]] = {}
-            for r in self._select(conn, "SELECT " + _EVENT_COLS + _EVENT_FROM + " WHERE c.level = ?",
-                                  [level], wanted, column="c.key"):
-                e = _event(r)
+            for r in self._select(conn, "SELECT " + EVENT_COLS + EVENT_FROM + " WHERE c.level = ?",
+                                  [level], names, column="c.key"):
+                e = event_row(r, moved)
                 events.setdefault(e.key, []).append(e)
             out = {}
             for key in (wanted if wanted is not None else sorted(set(sources) | set(events))):
@@ -406,31 +358,41 @@ class LabelStore:
         return {k for k, s in self.states(level).items() if s.corrected}
 
     # ------------------------------------------------------------------ queue
-    def pending(self, level: str | None = None) -> list[Correction]:
+    def pending(self, level: str | None = None, space: str | Iterable[str] | None = None
+                ) -> list[Correction]:
         """The retraining queue: active corrections no training run has consumed yet (an undo
-        is listed only if what it undoes had been consumed), oldest first."""
-        events = self.history(level=level)
-        return derive.pending(events)
+        is listed only if what it undoes had been consumed), oldest first; of one label space
+        (or several) when given: a model's queue is
+        `pending(space=spaces.comparable_spaces(manifest, store.space_names()))`. In SQL."""
+        if level is not None:
+            check_level(level)
 
-    def queue_summary(self, level: str | None = None) -> QueueSummary:
+        def read(conn: sqlite3.Connection) -> list[Correction]:
+            ids = _queue.pending_ids(conn, level, space)
+            moved = self._moved(conn)
+            rows = self._select(conn, "SELECT " + EVENT_COLS + EVENT_FROM + " WHERE 1", [],
+                                ids, column="c.id")
+            return sorted((event_row(r, moved.get(r[3])) for r in rows), key=lambda e: e.id)
+        return self._db.read(read)
+
+    def queue_summary(self, level: str | None = None,
+                      space: str | Iterable[str] | None = None) -> QueueSummary:
         """Counts of the pending corrections per class (new label value, or 'boxes: N' /
-        'no boxes'), reader, kind and reason."""
-        items = self.pending(level)
-        by_class: dict[str, int] = {}
-        by_reader: dict[str, int] = {}
-        by_kind: dict[str, int] = {}
-        by_reason: dict[str, int] = {}
-        for e in items:
-            if e.kind == "label":
-                cls = "(none)" if e.new_value is None else str(e.new_value)
-            else:
-                cls = f"boxes: {len(e.new_value)}" if e.new_value else "no boxes"
-            for d, k in ((by_class, cls), (by_reader, e.reader), (by_kind, e.kind),
-                         (by_reason, e.reason)):
-                d[k] = d.get(k, 0) + 1
-        return QueueSummary(total=len(items), by_class=by_class, by_reader=by_reader,
-                            by_kind=by_kind, by_reason=by_reason,
-                            excluded=sum(e.exclude_from_training for e in items))
+        'no boxes'), reader, kind and reason; of one label space when given. Counted in SQL."""
+        if level is not None:
+            check_level(level)
+        return self._db.read(lambda c: _queue.summary(c, level, space))
+
+    def release_run(self, run_id: str) -> int:
+        """A rolled-back training run gives its corrections back to the queue (the consumed
+        marks are state, not history: they are removed; the run stays listed). Returns how
+        many events went back."""
+        def txn(conn: sqlite3.Connection) -> int:
+            n = conn.execute("DELETE FROM consumed WHERE run_id = ?", (run_id,)).rowcount
+            conn.execute("UPDATE training_runs SET note = note || ? WHERE run_id = ?",
+                         (f" [released {utc_now()}]", run_id))
+            return n
+        return self._db.write(txn, "return a run's corrections to the queue")
 
     def mark_consumed(self, event_ids: Iterable[int], run_id: str, note: str = "") -> int:
         """Record that training run run_id used these events (they leave the queue). Events
@@ -457,96 +419,77 @@ class LabelStore:
         return self._db.read(lambda c: [r[0] for r in c.execute(
             "SELECT event_id FROM consumed WHERE run_id = ? ORDER BY event_id", (run_id,))])
 
-    # ------------------------------------------------------------------ prediction cache
-    def put_predictions(self, preds: Iterable[Prediction], *, include_errors: bool = False) -> int:
-        """Cache predictions (replacing older ones of the same model, version and image).
-        Predictions with an error are skipped unless include_errors."""
-        preds = list(preds)
-        return self._db.write(lambda c: _pred.put(c, preds, include_errors), "cache predictions")
-
-    def get_predictions(self, model: str, version: str, keys: Iterable[Any] | None = None, *,
-                        check_files: bool = True) -> dict[str, Prediction]:
-        """{ImageRef.key: Prediction} cached for model/version (keys: ImageRefs or keys; None =
-        all). Entries whose file changed on disk since are left out when check_files."""
-        wanted = None if keys is None else [_as_key(k) for k in keys]
-        return self._db.read(lambda c: _pred.get(c, model, version, wanted, check_files))
-
-    def clear_predictions(self, model: str | None = None, version: str | None = None) -> int:
-        return self._db.write(lambda c: _pred.clear(c, model, version), "clear predictions")
-
-    # ------------------------------------------------------------------ history import
-    def import_events(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Append events recorded elsewhere (full JSON export): dicts with the Correction fields
-        plus 'inverse_of_uid' instead of inverse_of. Events whose uid is already here are
-        skipped, so importing twice changes nothing. 'consumed_by_run' is restored.
-        Returns the number appended."""
-        recs = list(records)
-
-        def txn(conn: sqlite3.Connection) -> int:
-            n = 0
-            for r in recs:
-                if conn.execute("SELECT 1 FROM corrections WHERE uid = ?", (r["uid"],)).fetchone():
-                    continue
-                kind = r["kind"]
-                inverse = None
-                if r.get("inverse_of_uid"):
-                    row = conn.execute("SELECT id FROM corrections WHERE uid = ?",
-                                       (r["inverse_of_uid"],)).fetchone()
-                    if row is None:
-                        raise ValueError(f"event {r['uid']} undoes {r['inverse_of_uid']}, "
-                                         "which is neither here nor earlier in the file")
-                    inverse = row[0]
-                check_reason(r["reason"])
-                cur = conn.execute(
-                    "INSERT INTO corrections (uid, level, key, kind, old_value, new_value,"
-                    " model_output, reader, time, reason, note, model, model_version,"
-                    " exclude_from_training, inverse_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (r["uid"], check_level(r["level"]), r["key"], kind,
-                     value_to_json(kind, _value_in(kind, r.get("old_value"))),
-                     value_to_json(kind, _value_in(kind, r.get("new_value"))),
-                     output_to_json(_output_in(r.get("model_output"))), r["reader"], r["time"],
-                     r["reason"], r.get("note", ""), r.get("model", ""), r.get("model_version", ""),
-                     int(bool(r.get("exclude_from_training"))), inverse))
-                run = r.get("consumed_by_run")
-                if run:
-                    conn.execute("INSERT OR IGNORE INTO training_runs (run_id, time) VALUES (?,?)",
-                                 (run, r["time"]))
-                    conn.execute("INSERT INTO consumed (event_id, run_id, time) VALUES (?,?,?)",
-                                 (cur.lastrowid, run, r["time"]))
-                n += 1
-            return n
-        return self._db.write(txn, "import corrections")
-
     # ------------------------------------------------------------------ internals
     def _select(self, conn: sqlite3.Connection, sql: str, args: list, keys: list[str] | None,
                 column: str = "key") -> list[tuple]:
         if keys is None:
             return conn.execute(sql, args).fetchall()
         rows: list[tuple] = []
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i:i + _CHUNK]
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i:i + CHUNK]
             rows += conn.execute(f"{sql} AND {column} IN ({','.join('?' * len(chunk))})",
                                  [*args, *chunk]).fetchall()
         return rows
 
     def _source_row(self, conn: sqlite3.Connection, key: str, level: str) -> tuple | None:
-        return conn.execute("SELECT value, boxes, source FROM source_labels"
+        return conn.execute("SELECT value, boxes, source, space FROM source_labels"
                             " WHERE level = ? AND key = ?", (level, key)).fetchone()
 
+    def _moved(self, conn: sqlite3.Connection) -> dict[str, dict[str, str]]:
+        """{level: {old key: new key}} (cached until the moves table grows)."""
+        n = conn.execute("SELECT count(*) FROM moves").fetchone()[0]
+        if self._moves_cache is None or self._moves_cache[0] != n:
+            self._moves_cache = (n, {lv: _keys.moves(conn, lv) for lv in LEVELS} if n else {})
+        return self._moves_cache[1]
+
     def _events_in(self, conn: sqlite3.Connection, key: str, level: str) -> list[Correction]:
-        return [_event(r) for r in conn.execute(
-            "SELECT " + _EVENT_COLS + _EVENT_FROM + " WHERE c.level = ? AND c.key = ? ORDER BY c.id",
-            (level, key))]
+        moved = self._moved(conn).get(level, {})
+        names = list(_keys.aliases([key], moved))
+        rows = self._select(conn, "SELECT " + EVENT_COLS + EVENT_FROM + " WHERE c.level = ?",
+                            [level], names, column="c.key")
+        return sorted((event_row(r, moved) for r in rows), key=lambda e: e.id)
 
     def _event_in(self, conn: sqlite3.Connection, event_id: int) -> Correction:
-        row = conn.execute("SELECT " + _EVENT_COLS + _EVENT_FROM + " WHERE c.id = ?",
+        row = conn.execute("SELECT " + EVENT_COLS + EVENT_FROM + " WHERE c.id = ?",
                            (int(event_id),)).fetchone()
         if row is None:
             raise ValueError(f"no correction #{event_id} in {self.path}")
-        return _event(row)
+        return event_row(row, self._moved(conn).get(row[3]))
+
+    # ------------------------------------------------------------------ readers and roles
+    def set_reader(self, name: str, role: str = "reader") -> None:
+        """Register a reader's role (reader, adjudicator, admin); recorded on their next events."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a reader name is a non-empty str, not {name!r}")
+        check_role(role)
+        self._db.write(lambda c: c.execute(
+            "INSERT INTO readers (name, role, time) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE"
+            " SET role = excluded.role, time = excluded.time", (name, role, utc_now())),
+            "save the reader's role")
+
+    def readers(self) -> dict[str, str]:
+        """{reader name: role} of the registered readers."""
+        return self._db.read(lambda c: dict(c.execute(
+            "SELECT name, role FROM readers ORDER BY name").fetchall()))
+
+    def role_of(self, reader: str | None = None) -> str:
+        """A reader's role (default this store's reader): 'reader' unless registered otherwise."""
+        return self._db.read(lambda c: self._role_in(c, reader or self.reader))
+
+    def _role_in(self, conn: sqlite3.Connection, reader: str) -> str:
+        row = conn.execute("SELECT role FROM readers WHERE name = ?", (reader,)).fetchone()
+        return row[0] if row else "reader"
+
+    def _space_in(self, conn: sqlite3.Connection, key: str, level: str, state: ItemState) -> str:
+        """The item's own label space: its current label's, else what the scan recorded."""
+        if state.label is not None and state.label.space:
+            return state.label.space
+        row = conn.execute("SELECT space FROM items WHERE level = ? AND key = ?",
+                           (level, key)).fetchone()
+        return row[0] if row else ""
 
     def _state_in(self, conn: sqlite3.Connection, key: str, level: str) -> ItemState:
-        src, known = _source(self._source_row(conn, key, level))
+        src, known = source_row(self._source_row(conn, key, level))
         return derive.fold(key, level, src, known, self._events_in(conn, key, level))
 
 
@@ -563,23 +506,3 @@ def _current(state: ItemState, kind: str) -> Value:
         return () if kind == "boxes" else None
     return state.label.boxes if kind == "boxes" else state.label.value
 
-
-def _value_in(kind: str, value: Any) -> Value:
-    """A value from JSON (boxes as dicts) -> store value."""
-    if kind == "boxes":
-        return tuple(box_from_dict(d) for d in (value or ()))
-    return value
-
-
-def _output_in(value: Any) -> Value:
-    if isinstance(value, list):
-        return tuple(box_from_dict(d) for d in value)
-    return value
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)
-
-
-def _unjson(text: str | None) -> Any:
-    return json.loads(text) if text else {}

@@ -30,6 +30,15 @@ REASON_CODES: dict[str, str] = {
 
 Value = Any  # str | None for 'label', tuple[Box, ...] for 'boxes'
 
+#: reader roles (issue 16): every event records its reader's role
+ROLES = ("reader", "adjudicator", "admin")
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown reader role {role!r} (use one of {', '.join(ROLES)})")
+    return role
+
 
 @dataclass(frozen=True)
 class Correction:
@@ -46,7 +55,10 @@ class Correction:
     model, model_version: the model whose answer was on screen ('' if none),
     exclude_from_training: leave this item out of training,
     inverse_of:  id of the event this one undoes (None for a plain correction),
-    consumed_by_run: id of the training run that used it (None while it waits in the queue).
+    consumed_by_run: id of the training run that used it (None while it waits in the queue),
+    space:       the label space of the value (radview.spaces); for events written before
+                 schema v2, the item's source label space.
+    key is where the item lives now: an event made before its folder moved reports the new path.
     """
 
     id: int
@@ -66,6 +78,8 @@ class Correction:
     exclude_from_training: bool = False
     inverse_of: int | None = None
     consumed_by_run: str | None = None
+    space: str = ""
+    role: str = ""  # the reader's role when written (ROLES; '' = before schema v4, unknown)
 
     @property
     def is_undo(self) -> bool:

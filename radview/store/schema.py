@@ -90,9 +90,87 @@ CREATE TABLE predictions (
 ) WITHOUT ROWID;
 """
 
+# v2: label spaces (issue 10) and item keys that survive a moved folder (issue 11).
+# - corrections.space: the label space of each new event ('' for events written before v2: their
+#   space is the item's source label space, derived when read; the log itself is not rewritten);
+# - source_labels.space, items.space, items.root (the scanned folder), spaces (name -> JSON spec);
+# - item_keys: (level, key) -> stable item id (radview.store.keys.item_id) with the file's size and
+#   mtime when it was computed; moves: old key -> new key, recorded by record_scan when a file with
+#   the same item id shows up at a new path and the old one is gone. Reads follow the moves, so a
+#   correction made at the old path applies at the new one. Both tables only grow.
+_V2 = """
+ALTER TABLE corrections ADD COLUMN space TEXT NOT NULL DEFAULT '';
+CREATE INDEX corrections_space ON corrections(space);
+ALTER TABLE source_labels ADD COLUMN space TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN space TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN root TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE spaces (
+    name  TEXT PRIMARY KEY,
+    spec  TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE item_keys (
+    level     TEXT NOT NULL CHECK (level IN ('study', 'image')),
+    key       TEXT NOT NULL,
+    item      TEXT NOT NULL,
+    size      INTEGER,
+    mtime_ns  INTEGER,
+    PRIMARY KEY (level, key)
+) WITHOUT ROWID;
+CREATE INDEX item_keys_item ON item_keys(item);
+
+CREATE TABLE moves (
+    level    TEXT NOT NULL CHECK (level IN ('study', 'image')),
+    old_key  TEXT NOT NULL,
+    new_key  TEXT NOT NULL,
+    item     TEXT NOT NULL,
+    time     TEXT NOT NULL,
+    PRIMARY KEY (level, old_key)
+) WITHOUT ROWID;
+"""
+
+# V3 (issue 14): measurements are annotations, kept as append-only events like corrections
+# (radview.store.measurements): op 'add' carries the Measurement JSON; op 'delete' / 'restore'
+# name the add event they remove or bring back (undo of an add is a delete, and so on).
+_V3 = """
+CREATE TABLE measurement_events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid      TEXT NOT NULL UNIQUE,
+    key      TEXT NOT NULL,
+    op       TEXT NOT NULL CHECK (op IN ('add', 'delete', 'restore')),
+    target   INTEGER,
+    value    TEXT NOT NULL DEFAULT '',
+    reader   TEXT NOT NULL DEFAULT '',
+    time     TEXT NOT NULL,
+    note     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX measurement_events_key ON measurement_events(key);
+CREATE TRIGGER measurement_events_append_only_update BEFORE UPDATE ON measurement_events
+BEGIN SELECT RAISE(ABORT, 'measurement events are append-only'); END;
+CREATE TRIGGER measurement_events_append_only_delete BEFORE DELETE ON measurement_events
+BEGIN SELECT RAISE(ABORT, 'measurement events are append-only'); END;
+"""
+
+# V4 (issue 16): reader identity with a role on every event. corrections.reader_role: the
+# reader's role when the event was written ('' for events written before v4: unknown);
+# readers: name -> role (reader, adjudicator, admin), set by LabelStore.set_reader.
+_V4 = """
+ALTER TABLE corrections ADD COLUMN reader_role TEXT NOT NULL DEFAULT ''
+    CHECK (reader_role IN ('', 'reader', 'adjudicator', 'admin'));
+CREATE TABLE readers (
+    name  TEXT PRIMARY KEY,
+    role  TEXT NOT NULL CHECK (role IN ('reader', 'adjudicator', 'admin')),
+    time  TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 LATEST = len(MIGRATIONS)
 OUR_TABLES = frozenset({"items", "source_labels", "corrections", "training_runs", "consumed",
                         "predictions", "corrections_item", "consumed_run",
-                        "corrections_append_only_update", "corrections_append_only_delete"})
+                        "corrections_append_only_update", "corrections_append_only_delete",
+                        "corrections_space", "spaces", "item_keys", "item_keys_item", "moves",
+                        "measurement_events", "measurement_events_key", "readers",
+                        "measurement_events_append_only_update", "measurement_events_append_only_delete"})

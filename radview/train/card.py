@@ -26,8 +26,21 @@ def render_card(run: dict[str, Any], parent_card: str = "") -> str:
         lines.append(f"**Promoted to current.** {run.get('reason', '')}")
     else:
         lines.append(f"**Kept as a candidate (not current).** {run.get('reason', '')}")
-    lines.append(f"Agreed metric: `{run['metric']}` on the locked test split; a version is promoted only "
+    lines.append("")
+    lines.append(f"Rule: {run['rule']}" if run.get("rule") else
+                 f"Agreed metric: `{run['metric']}` on the locked test split; a version is promoted only "
                  "if it does not regress on it.")
+    if run.get("label_space"):
+        lines.append("")
+        lines.append(f"Label space: `{run['label_space']}` (only labels and corrections of this space, or "
+                     "of a space comparable with it, were used).")
+    comp = run.get("comparison")
+    if comp:
+        lines += ["", f"Paired comparison on the {comp['n']} locked test items ({comp['metric']}, new - current): "
+                      f"{_f(comp['diff'])}, 95% bootstrap interval [{_f(comp['ci_low'])}, {_f(comp['ci_high'])}] "
+                      f"({comp['valid_resamples']} of {comp['n_resamples']} resamples defined). McNemar: "
+                      f"{comp['mcnemar_new_only']} items right only with the new version, "
+                      f"{comp['mcnemar_current_only']} only with the current one, exact p = {_f(comp['mcnemar_p'])}."]
     lines += ["", f"## Locked test split ({run['counts'].get('test_total', 0)} images, "
                   f"test split from: {run.get('split_source', '')})", "",
               f"| metric | current ({parent}) | new ({version}) |", "|---|---|---|"]

@@ -37,7 +37,8 @@ class TrainConfig:
     val_fraction: float = 0.15      # of the groups left after the locked test split
     test_fraction: float = 0.2      # of the groups, when the layout has no held-out split
     metric: str = ""                # '' = DEFAULT_METRIC[task]
-    tolerance: float = 0.0          # promotion: new >= current - tolerance
+    tolerance: float = 0.0          # promotion margin: CI lower bound of (new - current) >= -tolerance
+    min_test: int = 30              # promotion needs at least this many locked test items
     device: str = "auto"
     workers: int = 0                # DataLoader worker processes (0: decode in the loop)
     cache_mb: int = 512             # keep decoded inputs in memory up to this size

@@ -14,7 +14,13 @@ generator of Progress whose last payload is a `TrainData`:
    a seeded, class-stratified `test_fraction` of the groups is. An item keeps its split for ever
    once stored: a later run never trains on a test item, whatever was added since.
 4. The data hash: sha256 over (relative key, split, label, file sha256) of every sample.
-5. The corrections this data set uses: pending queue events whose item is in the data set.
+5. The corrections this data set uses: pending queue events of the model's label space whose
+   item is in the *training* split (val and test corrections are used as truth, never learnt,
+   so they stay in the queue).
+
+Label spaces (radview.spaces): a label joins only when its space is comparable with the model's
+(same space, an explicit manifest map, or a class folder/CSV with the model's class set); others
+are dropped with the reason "not comparable", never silently mapped.
 """
 from __future__ import annotations
 
@@ -66,6 +72,7 @@ class TrainData:
     n_excluded: int = 0
     dropped: tuple[str, ...] = ()  # 'path: reason' for items left out (scan errors, unknown labels)
     split_source: str = "seeded"   # 'layout:<folder>' when the layout gave the test split
+    space: str = ""                # the model's label space
     stats: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def split(self, name: str) -> tuple[Sample, ...]:
@@ -222,9 +229,11 @@ def build_dataset(root: str | os.PathLike, manifest: Any, store=None, config: Tr
                   splits_file: str | os.PathLike | None = None, scan: ScanResult | None = None
                   ) -> Iterator[Progress]:
     """See the module doc. manifest: the model's Manifest (task, classes)."""
-    from radview.review.data import class_index
+    from radview import spaces
+    from radview.review.data import class_index, mapped_index
 
     task, classes = manifest.task, tuple(manifest.classes)
+    model_space = spaces.model_space(manifest)
     if scan is None:
         from radview.io.studies import iter_scan
 
@@ -267,20 +276,28 @@ def build_dataset(root: str | os.PathLike, manifest: Any, store=None, config: Tr
             if cands:
                 _id, lvl, state = max(cands, key=lambda c: c[0])
                 corrected = True
+                space = state.label.space or (source.space if source else "")
                 if task == "detection":
                     boxes = state.label.boxes if (lvl == "image" and state.boxes_known) else \
                         (source.boxes if source else ())
                     value = state.label.value if state.label.value is not None else (source.value if source else None)
-                    label = Label(value, tuple(boxes), "correction")
+                    label = Label(value, tuple(boxes), "correction", space)
                 elif state.label.value is not None:
-                    label = Label(state.label.value, (), "correction")
+                    label = Label(state.label.value, (), "correction", space)
             if label is None:
                 dropped.append(f"{v.ref.path}: no label")
                 continue
+            if label.space:
+                ok, why = spaces.comparable(manifest, label.space)
+                if not ok:
+                    dropped.append(f"{v.ref.path}: not comparable: {why}")
+                    continue
             if task == "detection":
                 target, boxes_t = None, _box_targets(tuple(label.boxes), classes)
             else:
-                target, boxes_t = class_index(label, classes), ()
+                target = (mapped_index(label, manifest, classes)[0] if label.space
+                          else class_index(label, classes))
+                boxes_t = ()
                 if target is None:
                     dropped.append(f"{v.ref.path}: label {label.value!r} is none of {'/'.join(classes)}")
                     continue
@@ -295,6 +312,9 @@ def build_dataset(root: str | os.PathLike, manifest: Any, store=None, config: Tr
         groups.setdefault(group, (lay, strat))
     stored = read_splits(splits_file)
     assignment, source = assign_splits(groups, config, stored)
+    # the items of the training split (before a quick run's max_items subset): their corrections
+    # are what a run consumes
+    train_keys = {k for r in raw if assignment[r[3]] == "train" for k in (r[0].key, r[1])}
     if config.max_items:
         train_groups = sorted((g for g, s in assignment.items() if s == "train"),
                               key=lambda g: _unit(config.seed, "subset", g))
@@ -322,12 +342,16 @@ def build_dataset(root: str | os.PathLike, manifest: Any, store=None, config: Tr
     # the queue events this data set uses
     used: list[int] = []
     if store is not None:
-        pending = {e.id for e in store.pending()}
-        used = sorted(e.id for e in events if e.id in pending and (task == "detection" or e.kind == "label"))
+        pending = {e.id for e in store.pending()
+                   if not e.space or spaces.comparable(manifest, e.space)[0]}  # the model's queue
+        in_data = {k for r in raw for k in (r[0].key, r[1])}
+        used = sorted(e.id for e in events if e.id in pending
+                      and (e.key in train_keys or (e.exclude_from_training and e.key not in in_data))
+                      and (task == "detection" or e.kind == "label"))
     data = TrainData(root=root, task=task, classes=classes, samples=samples, data_hash=h.hexdigest(),
                      used_events=tuple(used), n_corrected=sum(s.corrected for s in samples),
                      n_excluded=n_excluded, dropped=tuple(dropped), split_source=source,
-                     stats={"assignment": assignment})
+                     space=model_space.name, stats={"assignment": assignment})
     if not data.split("train"):
         raise DataError(f"{root}: no training images left after the locked test and validation splits")
     if task != "detection" and len({s.target for s in data.split("train")}) < 2:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from radview.review.detection import box_iou
 from radview.review.metrics import accuracy, auroc, cohen_kappa, confusion_matrix
 
 
@@ -55,19 +56,6 @@ def classification_metrics(samples: Sequence[Any], indices: Sequence[int], probs
     if n_classes == 2 and p.shape[1] == 2:
         out["auroc"] = _num(auroc(y, p[:, 1]))
     return out
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes (n,4) x (m,4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def detection_metrics(truth_boxes: Sequence[np.ndarray], outputs: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -117,3 +105,102 @@ def better_or_equal(new: dict[str, Any], current: dict[str, Any] | None, metric:
     if nv >= cv - tolerance:
         return True, f"{used} {nv:.4f} >= current {cv:.4f}" + (f" - {tolerance:g}" if tolerance else "")
     return False, f"{used} {nv:.4f} < current {cv:.4f}: regression, kept as a candidate"
+
+
+# --------------------------------------------------------------------------- promotion
+
+MIN_TEST_ITEMS = 30
+N_RESAMPLES = 2000
+
+PROMOTION_RULE = (
+    "A new version becomes current only if (1) the locked test split holds at least {min_test} "
+    "items (studies for classifiers, images for detectors) and (2) on those items a paired "
+    "bootstrap ({n} resamples of the items, seed 0, both versions scored on the same resample) "
+    "gives a 95% percentile interval of (new - current) in `{metric}` whose lower bound is at "
+    "least -{margin:g}: the test data leave no room for a regression larger than the margin. "
+    "McNemar's exact test on the items each version calls right is reported alongside. Without "
+    "an installed current version only rule (1) applies.")
+
+
+def study_scores(samples: Sequence[Any], indices: Sequence[int], probs: np.ndarray
+                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(study keys, truth per study, mean probabilities per study): what classification_metrics
+    scores, in a fixed order, for a paired comparison."""
+    by_study: dict[str, list[int]] = defaultdict(list)
+    for row, i in enumerate(indices):
+        by_study[samples[i].study].append(row)
+    keys, truth, mean = [], [], []
+    for study in sorted(by_study):
+        rows = by_study[study]
+        ts = [samples[indices[r]].target for r in rows]
+        keys.append(study)
+        truth.append(max(set(ts), key=ts.count))
+        mean.append(probs[rows].mean(axis=0))
+    return keys, np.asarray(truth, dtype=np.intp), np.asarray(mean, dtype=np.float64)
+
+
+def _metric_of(metric: str, y: np.ndarray, score: np.ndarray, call: np.ndarray, n_classes: int) -> float:
+    if metric == "auroc":
+        return float(auroc(y, score)) if n_classes == 2 else float("nan")
+    if metric == "accuracy":
+        return float(np.mean(y == call)) if len(y) else float("nan")
+    if metric == "macro_kappa":
+        ks = [cohen_kappa((y == c).astype(np.intp), (call == c).astype(np.intp), 2) for c in range(n_classes)]
+        ks = [k for k in ks if math.isfinite(k)]
+        return float(np.mean(ks)) if ks else float("nan")
+    return float(cohen_kappa(y, call, n_classes))
+
+
+def paired_comparison(y: np.ndarray, new_score: np.ndarray, new_call: np.ndarray, cur_score: np.ndarray,
+                      cur_call: np.ndarray, metric: str, n_classes: int, n_resamples: int = N_RESAMPLES,
+                      seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap of (new - current) in `metric` over the same items, and McNemar's exact
+    test on right/wrong calls. score: positive-class probability (binary) or calls; call: the
+    class called per item."""
+    y = np.asarray(y, dtype=np.intp)
+    n = len(y)
+    diff = _metric_of(metric, y, new_score, new_call, n_classes) - _metric_of(metric, y, cur_score, cur_call,
+                                                                                 n_classes)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        d = (_metric_of(metric, y[idx], new_score[idx], new_call[idx], n_classes)
+             - _metric_of(metric, y[idx], cur_score[idx], cur_call[idx], n_classes))
+        if math.isfinite(d):
+            diffs.append(d)
+    lo, hi = (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))) if diffs else (math.nan, math.nan)
+    new_right, cur_right = new_call == y, cur_call == y
+    b = int(np.sum(new_right & ~cur_right))   # only the new version right
+    c = int(np.sum(~new_right & cur_right))   # only the current one right
+    return {"metric": metric, "n": n, "diff": _num(diff), "ci_low": _num(lo), "ci_high": _num(hi),
+            "n_resamples": n_resamples, "valid_resamples": len(diffs), "mcnemar_new_only": b,
+            "mcnemar_current_only": c, "mcnemar_p": _num(_mcnemar_exact(b, c))}
+
+
+def _mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact binomial McNemar p-value."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
+    return min(1.0, 2.0 * tail)
+
+
+def promotion_decision(n_test: int, comparison: dict[str, Any] | None, metric: str, margin: float = 0.0,
+                       min_test: int = MIN_TEST_ITEMS) -> tuple[bool, str]:
+    """(promote?, why) by PROMOTION_RULE. comparison: paired_comparison's result, None when there
+    is no current version to compare with."""
+    if n_test < min_test:
+        return False, (f"the locked test split has {n_test} items; promotion needs at least {min_test} "
+                       "(add labelled data or raise test_fraction): kept as a candidate")
+    if comparison is None:
+        return True, f"no current version to compare with; {n_test} locked test items"
+    lo, d, hi = comparison.get("ci_low"), comparison.get("diff"), comparison.get("ci_high")
+    if lo is None or d is None:
+        return False, f"{metric} is undefined on the locked test split (one class only?): kept as a candidate"
+    text = f"{metric} new - current = {d:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, n={comparison['n']})"
+    if lo >= -margin:
+        return True, f"{text}: lower bound >= -{margin:g}"
+    return False, f"{text}: lower bound < -{margin:g}, a possible regression: kept as a candidate"

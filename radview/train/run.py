@@ -7,12 +7,17 @@ payload is a `TrainResult`.
    ImageNet weights where they ship offline, else a random start).
 3. The current version is measured on the locked test split; fine-tuning (radview.train.loop);
    the new weights are measured on the same split.
+   Promotion (radview.train.evaluate.PROMOTION_RULE, written into the card): the locked test
+   split must hold >= min_test (30) items, and a paired bootstrap 95% CI of (new - current) in
+   the agreed metric must have its lower bound >= -tolerance.
 4. The new version (manifest, weights, MODEL_CARD.md, run.json) is written to a stage folder and
    renamed into place (radview.train.versions). It becomes current only if it does not regress on
    the agreed metric (kappa for binary models; accuracy, or macro_kappa if asked, for
    multiclass); otherwise it stays a candidate (`radview train --model M --promote VERSION`).
-5. On promotion, the queue's corrections the run used are marked consumed with the run id (a
-   candidate leaves them in the queue: the current model has not learnt them yet).
+5. On promotion, the queue's corrections of training-split items the run used (and only those
+   of the model's label space) are marked consumed with the run id (a candidate leaves them in
+   the queue: the current model has not learnt them yet). `rollback_model` gives a rolled-back
+   version's corrections back to the queue.
 
 Closing the generator (GUI cancel) stops between batches; nothing is written before training has
 finished, and a stage folder is removed on any failure. Under torchrun every rank runs this
@@ -58,6 +63,7 @@ class TrainResult:
     state_digest: str = ""       # sha256 of the final weights as saved (equal on every rank)
     seconds: float = 0.0
     dropped: tuple[str, ...] = ()
+    comparison: dict[str, Any] | None = field(default=None, compare=False, hash=False)  # paired, on the test split
 
 
 @dataclass
@@ -118,12 +124,13 @@ def state_digest(module_or_state: Any, fp16: bool = False) -> str:
 
 
 def _open_store(store: Any, use_store: bool, main: bool):
+    """(the store, whether we must close it): the process's store (open_store) unless given."""
     if store is not None or not use_store:
         return store, False
-    from radview.store import LabelStore, StoreError
+    from radview.store import StoreError, open_store
 
     try:
-        return LabelStore(readonly=not main), True
+        return open_store(readonly=not main), False  # shared: never closed by a run
     except StoreError:
         return None, False
 
@@ -210,13 +217,17 @@ def _indices(p: _Prepared, split: str) -> list[int]:
     return [i for i, s in enumerate(p.data.samples) if s.split == split and i not in p.images.errors]
 
 
-def _evaluate(p: _Prepared, module: Any) -> dict[str, Any]:
-    from radview.train.evaluate import classification_metrics, detection_metrics
+def _evaluate(p: _Prepared, module: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics on the locked test split, per item {key: (truth, score, call)} for the paired
+    comparison: studies for classifiers, images for detectors)."""
+    import numpy as np
+
+    from radview.train.evaluate import classification_metrics, detection_metrics, study_scores
     from radview.train.loop import predict
 
     idx = _indices(p, "test")
     if not idx:
-        return {}
+        return {}, {}
     done, out = predict(module, p.manifest.task, p.images, idx, p.device, p.config.batch_size)
     thr = p.manifest.threshold
     if p.manifest.task == "detection":
@@ -225,8 +236,31 @@ def _evaluate(p: _Prepared, module: Any) -> dict[str, Any]:
             g = p.images.gray(i)
             hw = g[1] if g else (1, 1)
             truth.append(p.images.target(i, hw)["boxes"].numpy())
-        return detection_metrics(truth, out, thr)
-    return classification_metrics(p.data.samples, done, out, len(p.manifest.classes), thr)
+        items = {}
+        for i, t, (_b, sc) in zip(done, truth, out):
+            best = float(sc.max()) if len(sc) else 0.0
+            items[p.data.samples[i].ref.key] = (int(len(t) > 0), best, int(best > thr))
+        return detection_metrics(truth, out, thr), items
+    keys, y, probs = study_scores(p.data.samples, done, out)
+    binary = len(p.manifest.classes) == 2 and probs.shape[1] == 2
+    items = {}
+    for k, t, pr in zip(keys, y, probs):
+        call = int(pr[1] > thr) if binary else int(np.argmax(pr))
+        items[k] = (int(t), float(pr[1]) if binary else float(call), call)
+    return classification_metrics(p.data.samples, done, out, len(p.manifest.classes), thr), items
+
+
+def _compare(new_items: dict, cur_items: dict, metric: str, n_classes: int) -> dict[str, Any] | None:
+    import numpy as np
+
+    from radview.train.evaluate import paired_comparison
+
+    keys = sorted(set(new_items) & set(cur_items))
+    if not keys:
+        return None
+    arr = lambda items, j: np.asarray([items[k][j] for k in keys])  # noqa: E731
+    return paired_comparison(arr(new_items, 0), arr(new_items, 1), arr(new_items, 2), arr(cur_items, 1),
+                             arr(cur_items, 2), metric, n_classes)
 
 
 def _refit_gate(p: _Prepared, module: Any):
@@ -284,7 +318,7 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
     """See the module doc. overrides: TrainConfig fields (epochs=..., lr=..., ...)."""
     from radview.train import ddp, versions
     from radview.train.card import render_card
-    from radview.train.evaluate import better_or_equal
+    from radview.train.evaluate import PROMOTION_RULE, N_RESAMPLES, promotion_decision
     from radview.train.loop import FitResult, StudyTypeWeights, fit
 
     t0 = time.time()
@@ -302,9 +336,10 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
         if not train_idx:
             raise DataError(f"{p.data.root}: no readable training image")
         parent_metrics: dict[str, Any] = {}
+        parent_items: dict[str, Any] = {}
         if main and p.parent_module is not None:
             yield Progress(0, None, f"measuring version {p.parent_version} on the locked test split")
-            parent_metrics = _evaluate(p, p.parent_module)
+            parent_metrics, parent_items = _evaluate(p, p.parent_module)
         weights = StudyTypeWeights(p.data.samples, train_idx) if m.task == "binary" else None
         fitres: FitResult | None = None
         for prog in fit(p.module, m.arch, m.task, p.images, train_idx, val_idx, cfg, p.device, dist, weights):
@@ -322,9 +357,12 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
                 seconds=time.time() - t0))
             return
         yield Progress(0, None, "measuring the new weights on the locked test split")
-        metrics = _evaluate(p, p.module)
-        ok, reason = better_or_equal(metrics, parent_metrics if p.parent_installed else None, metric,
-                                     cfg.tolerance)
+        metrics, new_items = _evaluate(p, p.module)
+        comparison = (_compare(new_items, parent_items, metric, len(m.classes))
+                      if p.parent_installed and parent_items else None)
+        ok, reason = promotion_decision(len(new_items), comparison, metric, cfg.tolerance, cfg.min_test)
+        rule = PROMOTION_RULE.format(min_test=cfg.min_test, n=N_RESAMPLES, metric=metric,
+                                     margin=cfg.tolerance)
         gate = _refit_gate(p, p.module)
         # ---- write: no yield from here to the commit, so a cancel cannot leave half a version
         from radview.models.recipe import save_model_folder
@@ -338,6 +376,8 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
                 "parent_version": p.parent_version if p.parent_installed else "",
                 "data": p.data.root, "data_hash": p.data.data_hash, "split_source": p.data.split_source,
                 "classes": list(m.classes), "metric": metric, "metrics": metrics, "parent_metrics": parent_metrics,
+                "comparison": comparison, "rule": rule, "n_test_items": len(new_items),
+                "label_space": p.data.space,
                 "promoted": bool(ok and promote), "reason": reason if promote else f"{reason}; promotion not asked",
                 "events": list(p.data.used_events), "n_corrected": p.data.n_corrected, "n_excluded": p.data.n_excluded,
                 "dropped": list(p.data.dropped) + [p.images.errors[i] for i in sorted(p.images.errors)],
@@ -357,7 +397,8 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
                         "retrained_by": "radview.train"}
             new_m = m.with_changes(version=version, training=training, folder="",
                                    metrics={"agreed_metric": metric, "locked_test": metrics,
-                                            "parent_locked_test": parent_metrics},
+                                            "parent_locked_test": parent_metrics,
+                                            "paired_comparison": comparison, "promotion_rule": rule},
                                    gate=({**m.gate, "threshold": gate.threshold} if gate is not None else m.gate))
             save_model_folder(p.module, new_m, stage, gate=gate, fp16=fp16, weights_file=m.weights.file)
             (stage / m.card).write_text(render_card(run, p.parent_card), encoding="utf-8")
@@ -378,7 +419,7 @@ def retrain(model: str, data: str | os.PathLike | None = None, *, config: TrainC
         yield Progress(1, 1, f"{model} {version}: {verdict} ({reason})", TrainResult(
             model, rid, version, p.parent_version, str(folder), bool(run["promoted"]), run["reason"], metric,
             metrics, parent_metrics, consumed, p.data.data_hash, 0, dist.world_size if dist else 1,
-            fitres.seen, digest, time.time() - t0, tuple(run["dropped"])))
+            fitres.seen, digest, time.time() - t0, tuple(run["dropped"]), comparison))
     finally:
         versions.discard_stage(stage)
         if p.own_store and p.store is not None:
@@ -408,6 +449,27 @@ def find_lr(model: str, data: str | os.PathLike | None = None, *, config: TrainC
         ddp.teardown(p.dist)
 
 
+def rollback_model(model: str, store: Any = None, use_store: bool = True) -> tuple[str, int]:
+    """One version back (radview.train.versions.rollback) and the corrections the rolled-back
+    version's run consumed return to the queue (the model in use has not learnt them).
+    Returns (the version now current, how many corrections went back to the queue)."""
+    from radview.train import versions
+
+    gone = versions.current_entry(model)
+    now = versions.rollback(model)
+    run_id = (gone or {}).get("run_id") or ""
+    if not run_id:
+        return now, 0
+    st, own = _open_store(store, use_store, True)
+    if st is None or getattr(st, "readonly", False):
+        return now, 0
+    try:
+        return now, st.release_run(run_id)
+    finally:
+        if own:
+            st.close()
+
+
 def promote_candidate(model: str, version: str, store: Any = None, use_store: bool = True) -> tuple[int, ...]:
     """Make a kept candidate current by hand (the user's decision), and mark the queue events its
     run used as consumed by that run. Returns the ids newly marked."""
@@ -422,7 +484,7 @@ def promote_candidate(model: str, version: str, store: Any = None, use_store: bo
         return ()
     try:
         pending = {e.id for e in st.pending()}
-        todo = [e for e in events if e in pending]
+        todo = [e for e in events if e in pending]  # run.json lists the training split's only
         if todo:
             st.mark_consumed(todo, run["run_id"], note=f"{model} {version} (promoted by hand)")
         return tuple(todo)

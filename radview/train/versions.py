@@ -281,6 +281,12 @@ def rollback(name: str) -> str:
         return stack[-1]["version"]
 
 
+def current_entry(name: str) -> dict[str, Any] | None:
+    """The top of the version stack ({version, run_id, ...}), or None."""
+    stack = read_history(name).get("stack") or []
+    return dict(stack[-1]) if stack else None
+
+
 def current_version(name: str) -> str | None:
     """The version the registry serves now (None for an unknown model)."""
     return _peek_actual(name)

@@ -31,6 +31,7 @@ def tiny_model_folder(tmp_path_factory) -> Path:
         "weights": {"file": "weights.pt", "sha256": sha256_file(folder / "weights.pt")},
         "threshold": 0.5, "description": "random weights, for GUI tests",
         "domain": {"modalities": ["CR", "DX"], "description": "radiographs"},
+        "label_space": "mura",  # it predicts MURA normal/abnormal (review joins only that space)
     }
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return folder
@@ -85,6 +86,7 @@ def make_window(qtbot):
         qtbot.addWidget(w)
         w.show()
         qtbot.waitExposed(w)
+        assert not w.panel_errors, "a panel failed to build:\n" + "\n".join(w.panel_errors)
         if start:
             w.start_background(model)
         windows.append(w)

@@ -36,6 +36,11 @@ def test_overlays_appear_after_the_workers_signals(qtbot, make_window, open_and_
     sp = w.ai.study_preds[study.key]
     assert sp.model == TINY_MODEL and len(sp.probs) == 2
     assert w.ai_panel.call_label.text().startswith(sp.predicted)
+    # the probability shown is the called class's, and it says whether it is calibrated here
+    p_called = sp.probs[sp.classes.index(sp.predicted)]
+    assert w.ai_panel.call_label.text() == f"{sp.predicted}  {p_called:.2f}"
+    site = os.path.basename(str(image_folder).rstrip("/"))
+    assert w.ai_panel.calibration_label.text().startswith(f"not calibrated for site {site}")
     canvas = w.viewer.active_canvas()
     qtbot.waitUntil(lambda: canvas.heat_item.isVisible(), timeout=30000)
     pm = canvas.heat_item.pixmap()
@@ -218,3 +223,33 @@ def test_bundled_region_model_flags_a_tibia_and_draws_its_cam(qtbot, make_window
     qtbot.waitUntil(lambda: canvas.heat_item.isVisible(), timeout=60000)
     assert "EXTREMITY" in canvas.banner
     assert not w.ai.study_preds[w.viewer.study.key].in_domain
+
+
+def test_next_uncertain_goes_to_the_unlabelled_study_the_model_is_least_sure_of(
+        qtbot, make_window, open_and_wait, tiny_model, tmp_path):
+    """Issue 17: the app's 'next study' can follow the active-learning order (entropy of the
+    study probabilities), skipping labelled studies; a correction takes a study out of it."""
+    from radview.review.active import order_studies
+
+    folder = _flat_folder(tmp_path / "pool", 8)
+    w = make_window(model=tiny_model)
+    open_and_wait(w, folder)
+    qtbot.waitUntil(lambda: len(w.ai.study_preds) == 8, timeout=60000)
+    keys = [s.key for s in w.browser.model.studies]
+    sps = [w.ai.study_preds[k] for k in keys]
+    order = [o.key for o in order_studies(keys, np.array([sp.probs for sp in sps]), "entropy",
+                                          classes=sps[0].classes)]
+    w.show_study(next(s for s in w.browser.model.studies if s.key == order[-1]), 0)
+    w.actions["next_uncertain"].trigger()  # from the surest study: the least sure one
+    assert w.viewer.study.key == order[0]
+    assert "Least sure" in w.status_label.text()
+    w.actions["next_uncertain"].trigger()
+    assert w.viewer.study.key == order[1]
+    c = w.store.set_label(order[0], sps[0].classes[0], level="study", reason="wrong_label")
+    w._store_event(c)  # what the label panel does after a correction
+    w.actions["next_uncertain"].trigger()  # from order[1]: order[2] ... and never order[0] again
+    seen = set()
+    for _ in range(8):
+        seen.add(w.viewer.study.key)
+        w.actions["next_uncertain"].trigger()
+    assert order[0] not in seen and len(seen) == 7

@@ -241,8 +241,7 @@ def test_in_main_window_one_key_labels_and_moves_to_next_study(qtbot, make_windo
                                                                mura_folder, radview_home):
     w = make_window(start=False)
     panel = w.extra_panels.get("labelpanel")
-    if panel is None:
-        pytest.skip("this main window does not dock the label panel")
+    assert panel is not None, "the main window docks the label panel"
     result = open_and_wait(w, mura_folder)
     qtbot.waitUntil(lambda: panel.key is not None, timeout=10000)
     first = w.viewer.study
@@ -256,9 +255,10 @@ def test_in_main_window_one_key_labels_and_moves_to_next_study(qtbot, make_windo
     qtbot.waitUntil(lambda: w.viewer.study.key != first.key, timeout=5000)
     with LabelStore() as store:  # the default store under RADVIEW_HOME, as the CLI sees it
         assert store.path.parent == radview_home
-        assert store.label(first.key, "study") == Label(flip, source="correction")
+        assert store.label(first.key, "study") == Label(flip, source="correction", space="mura")
         qtbot.waitUntil(lambda: len(store.labels("study")) == len(result.studies), timeout=5000)
     queue = w.extra_panels.get("queuepanel")
+    assert queue is not None
     if queue is not None:
         qtbot.waitUntil(lambda: queue.table.rowCount() == 1, timeout=5000)
         assert queue.counts("class") == {flip: 1}

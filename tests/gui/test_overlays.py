@@ -98,14 +98,17 @@ def test_radview_with_a_path_routes_to_gui(tmp_path):
     assert main([str(tmp_path / "missing")]) == 2  # `radview PATH` is `radview gui PATH`
 
 
-def test_box_edits_on_the_canvas_become_undoable_corrections(qtbot, make_window, open_and_wait, shared_data):
+def test_box_edits_on_the_canvas_become_undoable_corrections(qtbot, make_window, open_and_wait, radiographs,
+                                                             tmp_path):
+    from tests.fixtures.radiographs import make_rsna_folder
+
     w = make_window(start=False)
     label = w.extra_panels.get("labelpanel")
     if label is None or label.store is None:
         import pytest
 
         pytest.skip("the label panel (issue 5) is not available")
-    open_and_wait(w, shared_data / "rsna-pneumonia")
+    open_and_wait(w, make_rsna_folder(tmp_path / "rsna-pneumonia", radiographs))
     study = next(s for s in w.browser.model.studies if s.views[0].label is not None and s.views[0].label.boxes)
     ref = study.views[0].ref
     w.show_study(study)

@@ -186,7 +186,8 @@ def test_dicom_tag_browser_is_searchable(qtbot, testdata):
 
     tb = TagBrowser()
     qtbot.addWidget(tb)
-    tb.show_file(testdata("CT_small.dcm"))
+    tb.show_file(testdata("CT_small.dcm"))  # the header is read on a worker
+    qtbot.waitUntil(lambda: tb.status.text().endswith("elements"), timeout=10000)
     total = tb.visible_rows()
     assert total > 50
     tb.search.setText("PatientName")
@@ -229,6 +230,23 @@ def test_settings_dialog_saves_device_and_keys(qtbot, radview_home):
     d2.restore_defaults()
     d2.accept()
     assert cfg.shortcut("fit") == "F"
+
+
+def test_settings_dialog_has_the_pacs_nodes_page(qtbot, radview_home):
+    """PACS nodes live in Settings: a node saved on that page is in the user's node book."""
+    from radview.gui.settings_dialog import SettingsDialog
+    from radview.net.nodes import NodeBook
+
+    d = SettingsDialog()
+    qtbot.addWidget(d)
+    assert [d.tabs.tabText(i) for i in range(d.tabs.count())] == ["General", "PACS nodes"]
+    d.pacs.name.setText("hospital")
+    d.pacs.host.setText("127.0.0.1")
+    d.pacs.port.setValue(11112)
+    d.pacs.called.setText("PACS")
+    assert d.pacs.save(), d.pacs.result.text()
+    node = NodeBook.load().get("hospital")
+    assert (node.host, node.port, node.called_aet) == ("127.0.0.1", 11112, "PACS")
 
 
 def test_drop_a_folder_opens_it_and_it_joins_the_recent_list(qtbot, make_window, image_folder):

@@ -1,5 +1,7 @@
-"""AI panel: model choice and state, the study-level call, and the overlay layer controls
-(Grad-CAM opacity / colormap / block, box score threshold, 'what the model saw')."""
+"""AI panel: a model per overlay ("Heatmap & call from", "Boxes from"), the model state, the
+study-level call, the study's body part and where it was routed (with "Run on this study" for a
+model its body part skipped), and the overlay layer controls (Grad-CAM opacity / colormap /
+block, box score threshold, 'what the model saw')."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -31,13 +33,16 @@ class AIPanel(QWidget):
     modelSawToggled = Signal(bool)
     runFolder = Signal()
     cancelRequested = Signal()
+    boxModelChosen = Signal(str)
+    runAnyway = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._models: dict[str, object] = {}
         # --- model
         self.model_combo = QComboBox()
-        self.model_combo.setToolTip("Model run on the images (on the model-executor thread)")
+        self.model_combo.setToolTip("Model whose Grad-CAM heatmap and study call are shown (it runs on "
+                                    "every study: you picked it)")
         self.model_state = QLabel("Loading models…")
         self.model_state.setObjectName("Muted")
         self.model_state.setWordWrap(True)
@@ -55,10 +60,14 @@ class AIPanel(QWidget):
         self.domain_label.setObjectName("Warning")
         self.domain_label.setWordWrap(True)
         self.domain_label.setVisible(False)
+        self.calibration_label = QLabel("")  # is the probability calibrated for this site?
+        self.calibration_label.setObjectName("Muted")
+        self.calibration_label.setWordWrap(True)
         cl = QVBoxLayout(card)
         cl.addWidget(QLabel("Study"))
         cl.addWidget(self.call_label)
         cl.addWidget(self.call_detail)
+        cl.addWidget(self.calibration_label)
         cl.addWidget(self.domain_label)
         # --- layers
         self.cam_check = QCheckBox("Grad-CAM heatmap")
@@ -70,6 +79,21 @@ class AIPanel(QWidget):
         self.cmap_combo.addItems(COLORMAPS)
         self.block_combo = QComboBox()
         self.block_combo.setToolTip("Layer the Grad-CAM is taken from (default: the last conv block)")
+        self.box_combo = QComboBox()
+        self.box_combo.setToolTip("Model whose predicted boxes are drawn; it runs beside the heatmap model, "
+                                  "only on studies of its body part (see Routing)")
+        self.box_combo.addItem("(heatmap model's own)", "")
+        # --- body part and routing of the visible study
+        self.body_part_label = QLabel("")
+        self.body_part_label.setObjectName("Muted")
+        self.body_part_label.setWordWrap(True)
+        self.route_label = QLabel("")
+        self.route_label.setWordWrap(True)
+        self.run_anyway_button = QPushButton("Run on this study")
+        self.run_anyway_button.setToolTip("Run the boxes model on this study although its body part is "
+                                          "outside the model's domain (the gate still flags the answer)")
+        self.run_anyway_button.setVisible(False)
+        self._route_model = ""
         self.boxes_check = QCheckBox("Predicted boxes")
         self.boxes_check.setChecked(True)
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
@@ -85,6 +109,7 @@ class AIPanel(QWidget):
         form.addRow("Colormap", self.cmap_combo)
         form.addRow("Block", self.block_combo)
         form.addRow(self.boxes_check)
+        form.addRow("Boxes from", self.box_combo)
         form.addRow("Min score", self.threshold)
         form.addRow(self.saw_check)
         # --- run
@@ -95,12 +120,15 @@ class AIPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 8, 8, 8)
-        lay.addWidget(QLabel("Model"))
+        lay.addWidget(QLabel("Heatmap & call from"))
         lay.addWidget(self.model_combo)
         lay.addWidget(self.model_state)
         lay.addWidget(self.import_button)
         lay.addSpacing(6)
         lay.addWidget(card)
+        lay.addWidget(self.body_part_label)
+        lay.addWidget(self.route_label)
+        lay.addWidget(self.run_anyway_button)
         lay.addSpacing(6)
         lay.addLayout(form)
         lay.addLayout(buttons)
@@ -116,6 +144,8 @@ class AIPanel(QWidget):
         self.threshold.valueChanged.connect(lambda v: self.thresholdChanged.emit(float(v)))
         self.saw_check.toggled.connect(self.modelSawToggled)
         self.run_button.clicked.connect(self.runFolder)
+        self.box_combo.currentIndexChanged.connect(lambda _i: self.boxModelChosen.emit(self.current_box_model()))
+        self.run_anyway_button.clicked.connect(lambda: self.runAnyway.emit(self._route_model))
         self.cancel_button.clicked.connect(self.cancelRequested)
 
     # ------------------------------------------------------------------ model list and state
@@ -135,6 +165,34 @@ class AIPanel(QWidget):
 
     def current_model(self) -> str:
         return str(self.model_combo.currentData() or "")
+
+    def set_box_models(self, infos, current: str | None) -> None:
+        """The detection models for the boxes overlay (infos with .name); current selected."""
+        self.box_combo.blockSignals(True)
+        self.box_combo.clear()
+        self.box_combo.addItem("(heatmap model's own)", "")
+        for info in infos:
+            self.box_combo.addItem(info.name, info.name)
+        idx = self.box_combo.findData(current or "")
+        self.box_combo.setCurrentIndex(max(idx, 0))
+        self.box_combo.blockSignals(False)
+
+    def current_box_model(self) -> str:
+        return str(self.box_combo.currentData() or "")
+
+    def show_routes(self, verdict, model: str, state: str, skipped: str) -> None:
+        """The visible study's body part (a routing.BodyPartVerdict or None) and what the boxes
+        model did with it (state text); skipped: why it was not run ("" if it ran)."""
+        if verdict is None:
+            self.body_part_label.setText("")
+        else:
+            p = f" (p={verdict.probability:.2f})" if verdict.probability is not None else ""
+            self.body_part_label.setText(f"Body part: {verdict.part}{p} · {verdict.reason}")
+        self.route_label.setText(f"Boxes · {model}: {state}" if model else "")
+        self.route_label.setObjectName("Warning" if skipped else "")
+        self.route_label.setStyleSheet("color: #ffb454;" if skipped else "")
+        self._route_model = model if skipped else ""
+        self.run_anyway_button.setVisible(bool(skipped))
 
     def show_model_state(self, name: str | None, text: str | None = None) -> None:
         info = self._models.get(name or "")
@@ -171,16 +229,23 @@ class AIPanel(QWidget):
             self.importRequested.emit(path)
 
     # ------------------------------------------------------------------ study call
-    def show_study(self, sp, label: str | None = None) -> None:
-        """sp: a StudyPrediction or None."""
+    def show_study(self, sp, label: str | None = None, calibration: str = "") -> None:
+        """sp: a StudyPrediction or None. calibration: whether its probabilities are calibrated
+        for this site (radview.review.calibration.calibration_status(...).text)."""
+        self.calibration_label.setText(calibration if sp is not None else "")
         if sp is None:
             self.call_label.setText("–")
             self.call_label.setStyleSheet("")
             self.call_detail.setText("")
             self.domain_label.setVisible(False)
             return
-        p = max(sp.probs) if sp.probs else None
         call = sp.predicted or "?"
+        # the probability of the class called (the call follows the model's threshold, which
+        # need not be 0.5: a detector called positive at 0.37 shows 0.37, not max(probs))
+        if call in sp.classes and sp.probs:
+            p = sp.probs[sp.classes.index(call)]
+        else:
+            p = max(sp.probs) if sp.probs else None
         self.call_label.setText(f"{call}  {p:.2f}" if p is not None else call)
         positive = call.lower() in ("abnormal", "positive", "pneumonia", "opacity")
         self.call_label.setStyleSheet(f"color: {'#ff6b6b' if positive else '#e8e8e8'};")

@@ -6,12 +6,6 @@ from PySide6.QtCore import QEvent, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QWidget
 
-MOUSE_HELP = [
-    ("Right-drag", "Window / level"),
-    ("Wheel", "Zoom around the cursor"),
-    ("Middle-drag, Space+drag", "Pan"),
-    ("Drag a box / its corner", "Move / resize a box"),
-]
 
 
 class HelpOverlay(QWidget):
@@ -24,7 +18,7 @@ class HelpOverlay(QWidget):
         parent.installEventFilter(self)
 
     def show_shortcuts(self, rows: list[tuple[str, str]]) -> None:
-        self.rows = list(rows) + MOUSE_HELP
+        self.rows = list(rows)  # the window adds the label keys and mouse gestures (viewer_tools)
         self.setGeometry(self.parentWidget().rect())
         self.show()
         self.raise_()
@@ -49,7 +43,7 @@ class HelpOverlay(QWidget):
         title.setBold(True)
         p.setFont(title)
         p.setPen(QColor("#ffffff"))
-        p.drawText(QRectF(0, 18, self.width(), 30), Qt.AlignmentFlag.AlignHCenter, "Keyboard and mouse")
+        p.drawText(QRectF(0, 18, self.width(), 30), Qt.AlignmentFlag.AlignHCenter, "Keyboard and mouse (F1 or ?)")
         font = QFont()
         font.setPointSize(10)
         p.setFont(font)

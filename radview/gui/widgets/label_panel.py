@@ -4,9 +4,14 @@
     panel.set_study(study)          # or panel.set_item(key, level, classes=..., title=...)
     panel.set_prediction(pred)      # model name/version and its call, recorded with corrections
 
-One key sets a label and (if "move on" is ticked) emits advanceRequested(): N / A for
-normal/abnormal (normal/pneumonia for RSNA) and 1-9 for other classes; `set_keys({...})`
-remaps. Keys work anywhere in the window (QShortcut) except while typing in a text field.
+One key sets a label and (if "move on" is ticked) emits advanceRequested(). The keys and
+buttons come from the STUDY's label space (radview.spaces.label_keys: N / A for MURA, N / P
+and the box tools for RSNA, 1-9 for a class folder's classes), whatever model is selected; a
+study without labels offers the label spaces in use (`set_spaces_in_use`). `set_keys({...})`
+remaps. Keys are shortcuts of the panel's top-level window (they work wherever the focus is,
+whether the Label tab is raised or not, except while typing in a text field); a window action
+with the same key is shadowed while the key labels. The reason code goes back to the default
+after each correction unless "pin" is ticked.
 Every label goes through `undo_stack` (a QUndoStack shared with the canvas box edits:
 `panel.undo_stack`), so undo appends an inverse event instead of editing history.
 `panel.undo_action` / `panel.redo_action` (Ctrl+Z / Ctrl+Shift+Z, window-wide) can go in an
@@ -30,15 +35,18 @@ import threading
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut, QUndoStack
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QKeySequence, QShortcut, QUndoStack
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFormLayout, QGridLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QTextEdit,
+                               QVBoxLayout, QWidget)
 
 from shiboken6 import isValid
 
 from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand, open_owned_store,
                               RejectBoxCommand, ReplaceBoxCommand, SetLabelCommand, push,
                               store_signals)
+from radview import spaces as label_spaces
+from radview.spaces import LabelSpace
 from radview.store import REASON_CODES, LabelStore, StoreError
 from radview.types import Box
 
@@ -76,6 +84,7 @@ def saved_keys(classes: Sequence[str]) -> dict[str, str] | None:
 
 
 class LabelPanel(QWidget):
+    boxToolRequested = Signal(str)  # 'accept' | 'delete' (the window acts on the selected box)
     labelled = Signal(object)
     advanceRequested = Signal()
     itemChanged = Signal(str, str)
@@ -84,10 +93,14 @@ class LabelPanel(QWidget):
 
     def __init__(self, store: LabelStore | None = None, parent: QWidget | None = None, *,
                  classes: Sequence[str] = ("normal", "abnormal"),
-                 keys: dict[str, str] | None = None, undo_stack: QUndoStack | None = None) -> None:
+                 keys: dict[str, str] | None = None, undo_stack: QUndoStack | None = None,
+                 store_problem: str | None = None) -> None:
+        """store_problem: the host's store failed (with this reason): do not open another."""
         super().__init__(parent)
         self.store: LabelStore | None = None
-        self.store_problem = ""
+        self.store_problem = store_problem or ""
+        self._host_store_failed = store is None and store_problem is not None
+        self.follow_hub = True  # a host that forwards the store event itself sets False
         self.undo_stack = undo_stack or QUndoStack(self)
         self.key: str | None = None
         self.level = "study"
@@ -97,6 +110,9 @@ class LabelPanel(QWidget):
         self.model_output: Any = None
         self._fixed_classes = False
         self._shortcuts: list[QShortcut] = []
+        self._shadowed: dict[QAction, QKeySequence] = {}
+        self.space: LabelSpace | None = None
+        self.spaces_in_use: list[LabelSpace] = []
         self._build()
         self.set_classes(classes, keys)
         self._open(store)
@@ -120,9 +136,29 @@ class LabelPanel(QWidget):
         self.model_text = QLabel("")
         self.model_text.setWordWrap(True)
         self.buttons_box = QGridLayout()
+        self.space_text = QLabel("")
+        self.space_text.setObjectName("Muted")
+        self.space_text.setWordWrap(True)
+        self.space_combo = QComboBox()  # for a study without labels: the spaces in use
+        self.space_combo.setToolTip("Label space of this study (it has no labels yet)")
+        self.space_combo.setVisible(False)
+        self.space_combo.activated.connect(self._space_chosen)
+        self.box_tools = QWidget()
+        bt = QHBoxLayout(self.box_tools)
+        bt.setContentsMargins(0, 0, 0, 0)
+        bt.addWidget(QLabel("Boxes: Shift+drag draws"))
+        self.accept_box_button = QPushButton("Accept [Return]")
+        self.delete_box_button = QPushButton("Delete [Del]")
+        self.accept_box_button.clicked.connect(lambda: self.boxToolRequested.emit("accept"))
+        self.delete_box_button.clicked.connect(lambda: self.boxToolRequested.emit("delete"))
+        bt.addWidget(self.accept_box_button)
+        bt.addWidget(self.delete_box_button)
+        self.box_tools.setVisible(False)
         self.reason = QComboBox()
         for code, text in REASON_CODES.items():
             self.reason.addItem(text, code)
+        self.pin_reason = QCheckBox("pin")
+        self.pin_reason.setToolTip("Keep this reason for the next corrections (else it resets)")
         self.note = QLineEdit()
         self.note.setPlaceholderText("note (optional)")
         self.reader = QLineEdit()
@@ -152,7 +188,10 @@ class LabelPanel(QWidget):
         self.message.setStyleSheet("color: #e0a040")
 
         form = QFormLayout()
-        form.addRow("Reason", self.reason)
+        reason_row = QHBoxLayout()
+        reason_row.addWidget(self.reason, 1)
+        reason_row.addWidget(self.pin_reason)
+        form.addRow("Reason", reason_row)
         form.addRow("Note", self.note)
         form.addRow("Reader", self.reader)
         undo_row = QHBoxLayout()
@@ -163,7 +202,10 @@ class LabelPanel(QWidget):
         lay.addWidget(self.current)
         lay.addWidget(self.source_text)
         lay.addWidget(self.model_text)
+        lay.addWidget(self.space_text)
+        lay.addWidget(self.space_combo)
         lay.addLayout(self.buttons_box)
+        lay.addWidget(self.box_tools)
         lay.addLayout(form)
         lay.addWidget(self.exclude)
         lay.addWidget(self.advance)
@@ -174,7 +216,7 @@ class LabelPanel(QWidget):
         lay.addStretch(1)
 
     def _open(self, store: LabelStore | None) -> None:
-        if store is None:
+        if store is None and not self._host_store_failed:
             store, problem = open_owned_store(self)
             self.store_problem = problem or ""
         self.store = store
@@ -201,6 +243,8 @@ class LabelPanel(QWidget):
         window.studyShown.connect(self.set_study)
         if hasattr(window, "scanFinished"):
             window.scanFinished.connect(self.record_scan)
+            window.scanFinished.connect(lambda r: self.set_spaces_in_use(label_spaces.spaces_in(r)))
+        self.set_keys(self.keys)  # the shortcuts now belong to the window
 
         def advance() -> None:
             action = getattr(window, "actions", {}).get("next_study")
@@ -260,10 +304,14 @@ class LabelPanel(QWidget):
             sc.setEnabled(False)
             sc.deleteLater()
         self._shortcuts = []
+        self._unshadow()
+        host = self.window()  # the top-level window: a shortcut of a hidden (tabbed) panel is dead
         for key, cls in self.keys.items():
-            sc = QShortcut(QKeySequence(key), self)  # active in the whole (dock's) window
+            seq = QKeySequence(key)
+            self._shadow(host, seq)
+            sc = QShortcut(seq, host)
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
-            sc.activated.connect(lambda c=cls: self.apply_label(c))
+            sc.activated.connect(lambda c=cls: self._shortcut(c))
             self._shortcuts.append(sc)
         while self.buttons_box.count():
             w = self.buttons_box.takeAt(0).widget()
@@ -279,15 +327,93 @@ class LabelPanel(QWidget):
             self.class_buttons[cls] = b
         self._update_enabled()
 
+    def _shortcut(self, cls: str) -> None:
+        if isinstance(QApplication.focusWidget(), (QLineEdit, QTextEdit)):
+            return  # typing a note or a filter never labels
+        if isValid(self):
+            self.apply_label(cls)
+
+    def _shadow(self, host: QWidget, seq: QKeySequence) -> None:
+        """A window action with the same key would make both ambiguous (neither fires): the
+        label key wins while it is installed; the action gets its key back afterwards."""
+        for act in host.findChildren(QAction):
+            if act.shortcut() == seq and act not in self._shadowed:
+                self._shadowed[act] = act.shortcut()
+                act.setShortcut(QKeySequence())
+
+    def _unshadow(self) -> None:
+        for act, seq in self._shadowed.items():
+            if isValid(act):
+                act.setShortcut(seq)
+        self._shadowed = {}
+
+    # ------------------------------------------------------------------ label spaces
+    def set_spaces_in_use(self, spaces: Sequence[LabelSpace]) -> None:
+        """The label spaces of the open folder (offered for a study without labels)."""
+        self.spaces_in_use = list(spaces)
+
+    def set_space(self, space: LabelSpace | None, chosen: bool = False) -> None:
+        """Keys and buttons of this label space (N/A for MURA, N/P + box tools for RSNA, 1-9
+        for class spaces)."""
+        self.space = space
+        self.box_tools.setVisible(bool(space is not None and space.boxes))
+        if space is None:
+            self.space_text.setText("")
+            return
+        keys = {k.key: k.value for k in label_spaces.label_keys(space)}
+        if tuple(space.classes) != self.classes or keys != self.keys:
+            self.classes = tuple(space.classes)
+            self.set_keys(saved_keys(self.classes) or keys)
+        self.space_text.setText(f"Label space: {space.text}" + (" (chosen)" if chosen else ""))
+
+    def _space_chosen(self, index: int) -> None:
+        if 0 <= index < len(self.spaces_in_use):
+            self.set_space(self.spaces_in_use[index], chosen=True)
+
+    def _offer_spaces(self) -> None:
+        """A study without labels: choose among the spaces in use (the first by default)."""
+        self.space_combo.blockSignals(True)
+        self.space_combo.clear()
+        for sp in self.spaces_in_use:
+            self.space_combo.addItem(sp.text)
+        self.space_combo.blockSignals(False)
+        self.space_combo.setVisible(bool(self.spaces_in_use))
+        if self.spaces_in_use:
+            self.space_combo.setCurrentIndex(0)
+            self.set_space(self.spaces_in_use[0], chosen=True)
+        else:
+            self.set_space(None)
+
+    @staticmethod
+    def study_space(study: Any) -> LabelSpace | None:
+        """The study's label space: its own, else its views' labels' (image-level sources)."""
+        space = label_spaces.space_of(study)
+        if space is None:
+            for v in getattr(study, "views", ()):
+                space = label_spaces.space_of(v.label) if v.label is not None else None
+                if space is not None:
+                    break
+        return space
+
     # ------------------------------------------------------------------ item
     def set_study(self, study: Any) -> None:
-        """Select a radview.types.Study: study level for MURA/DICOM studies, else its image."""
+        """Select a radview.types.Study: study level for MURA/DICOM studies, else its image.
+        The keys follow the study's label space (never the model's classes)."""
         if study is None:
             self.set_item(None)
             return
         layout = getattr(study, "layout", "flat")
-        if not self._fixed_classes and layout in BINARY_CLASSES:
+        space = self.study_space(study)
+        self.space_combo.setVisible(False)
+        if self._fixed_classes:
+            pass
+        elif space is not None:
+            self.set_space(space)
+        elif layout in BINARY_CLASSES:
+            self.set_space(None)
             self.set_classes(BINARY_CLASSES[layout])
+        else:
+            self._offer_spaces()
         if layout in STUDY_LAYOUTS or len(study.views) != 1:
             key, level, label = study.key, "study", study.label
             title = f"Study {study.key}"
@@ -329,9 +455,7 @@ class LabelPanel(QWidget):
             self.model_output = None
         else:
             self.model, self.model_version = pred.model, pred.model_version
-            self.model_output = pred.predicted
-            if not self._fixed_classes and pred.classes:
-                self.set_classes(pred.classes)
+            self.model_output = pred.predicted  # recorded with the correction; keys unchanged
         self.model_text.setText(self._model_line())
 
     def _model_line(self) -> str:
@@ -351,13 +475,15 @@ class LabelPanel(QWidget):
             reason=self.reason.currentData(), note=self.note.text().strip(),
             model=self.model, model_version=self.model_version,
             model_output=self.model_output if isinstance(self.model_output, str) else None,
-            exclude_from_training=self.exclude.isChecked())
+            exclude_from_training=self.exclude.isChecked(),
+            space=self.space.name if self.space is not None else None)
         try:
             event = push(self.undo_stack, cmd)
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:
             self._show_error(str(exc))
             return False
         self.note.clear()
+        self._reset_reason()
         self.exclude.setChecked(False)
         self.message.setText("")
         self.labelled.emit(event)
@@ -389,15 +515,21 @@ class LabelPanel(QWidget):
         self._reader_changed()
         meta = dict(reason=self.reason.currentData(), note=self.note.text().strip() or None,
                     model=self.model, model_version=self.model_version,
-                    exclude_from_training=self.exclude.isChecked())
+                    exclude_from_training=self.exclude.isChecked(),
+                    space=self.space.name if self.space is not None else None)
         try:
             event = push(self.undo_stack, cls(self.store, self.key, *args, **meta))
         except (StoreError, ValueError) as exc:
             self._show_error(str(exc))
             return False
         self.note.clear()
+        self._reset_reason()
         self.labelled.emit(event)
         return True
+
+    def _reset_reason(self) -> None:
+        if not self.pin_reason.isChecked():
+            self.reason.setCurrentIndex(0)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - when no shortcut took the key
         text = QKeySequence(event.keyCombination()).toString().upper()
@@ -449,6 +581,8 @@ class LabelPanel(QWidget):
                                  f" ({e.reason})")
 
     def _on_changed(self, key: str, level: str) -> None:
+        if not self.follow_hub:
+            return
         if isValid(self) and isValid(self.current) and key == self.key:  # the hub outlives panels
             self.refresh()
 
@@ -466,9 +600,9 @@ class LabelPanel(QWidget):
             sc.setEnabled(on)
         for w in (self.reason, self.note, self.reader, self.exclude):
             w.setEnabled(on)
-        if not on:
+        if not on:  # only a real failure says so, with its reason and file
             self.message.setText(f"Labels cannot be saved: {self.store_problem}"
-                                 if self.store_problem else "No label store")
+                                 if self.store_problem else "")
 
 
 def _settings_value(name: str) -> str:

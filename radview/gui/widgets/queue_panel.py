@@ -39,17 +39,20 @@ class QueuePanel(QWidget):
     countChanged = Signal(int)
 
     def __init__(self, store: LabelStore | None = None, parent: QWidget | None = None, *,
-                 poll_ms: int = 2000) -> None:
+                 poll_ms: int = 2000, store_problem: str | None = None) -> None:
+        """store_problem: the host's store failed (with this reason): do not open another."""
         super().__init__(parent)
         self.store: LabelStore | None = None
-        self.store_problem = ""
+        self.store_problem = store_problem or ""
+        self.space: str | None = None  # the queue of one label space (the model's), None: all
+        self.follow_hub = True  # a host that forwards the store event itself sets False
         self.events: list[Correction] = []
         self._last_seen = -1
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self.refresh)
         self._build()
-        if store is None:
+        if store is None and store_problem is None:
             store, problem = open_owned_store(self)
             self.store_problem = problem or ""
         self.set_store(store)
@@ -138,7 +141,15 @@ class QueuePanel(QWidget):
         if last != self._last_seen:
             self.refresh()
 
+    def set_space(self, space: str | None) -> None:
+        """Show the queue of one label space (the selected model's): its corrections only."""
+        if space != self.space:
+            self.space = space
+            self.refresh()
+
     def _on_store_changed(self, _key: str, _level: str) -> None:
+        if not self.follow_hub:
+            return
         if isValid(self) and isValid(self._refresh_timer):  # the hub outlives panels
             self._refresh_timer.start(0)  # one refresh for a burst of changes
 
@@ -154,8 +165,8 @@ class QueuePanel(QWidget):
             return
         try:
             self._last_seen = self.store.last_event_id()
-            self.events = self.store.pending()
-            summary = self.store.queue_summary()
+            self.events = self.store.pending(space=self.space)
+            summary = self.store.queue_summary(space=self.space)
         except StoreError as exc:
             self.summary.setText(str(exc))
             return

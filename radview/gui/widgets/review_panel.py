@@ -11,19 +11,19 @@ A standalone QWidget (the main window docks it):
 - for binary models a threshold slider with live sensitivity/specificity/kappa (O(log n) from
   the threshold sweep), applying it on release, and saving it as the site's threshold.
 
-All metric computation runs on a worker thread (`_SummaryThread`); results of a superseded
-request are dropped by a generation counter. Images load on an io thread (TaskQueue).
+All metric computation runs on a superqt GeneratorWorker (the app's worker layer); results of
+a superseded request are dropped by a generation counter; a correction starts the recomputation
+in the same event-loop turn. The CAM cache keeps uint8 maps of the tiles shown, pruned. Images load on an io thread (TaskQueue).
 Call `update_label(key, label)` when a label is corrected, `set_review(data)` or
 `set_predictions(preds, truths)` for new data, and `shutdown()` before the panel is destroyed.
 """
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import numpy as np
-from PySide6.QtCore import QEvent, QThread, QTimer, Qt, Signal
+from PySide6.QtCore import QEvent, QTimer, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHBoxLayout,
                                QHeaderView, QLabel, QListWidget, QListWidgetItem,
                                QScrollArea, QSpinBox, QSplitter, QTableWidget,
@@ -41,35 +41,16 @@ from radview.types import ImageRef, Label
 ANY = "(any)"
 
 
-class _SummaryThread(QThread):
-    """Runs build (optional) + filter + iter_summarize off the GUI thread."""
-
-    # generation, ReviewSet (unfiltered), Interpretation (filtered), ReviewSummary, error
-    done = Signal(int, object, object, object, str)
-
-    def __init__(self, gen: int, job, parent=None):
-        super().__init__(parent)
-        self.gen = gen
-        self._job = job
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:
-        try:
-            base, interp, steps = self._job()
-            summary = None
-            for prog in steps:
-                if self._cancel.is_set():
-                    return
-                if prog.payload is not None:
-                    summary = prog.payload
-            if not self._cancel.is_set():
-                self.done.emit(self.gen, base, interp, summary, "")
-        except Exception as exc:  # noqa: BLE001 - shown in the panel, never a crash
-            if not self._cancel.is_set():
-                self.done.emit(self.gen, None, None, None, f"{type(exc).__name__}: {exc}")
+def _summary_job(job):
+    """Build (optional) + filter + iter_summarize, as a generator for a superqt GeneratorWorker:
+    it can be stopped (worker.quit()) between summary steps; returns (base, interp, summary)."""
+    base, interp, steps = job()
+    summary = None
+    for prog in steps:
+        yield None
+        if prog.payload is not None:
+            summary = prog.payload
+    return base, interp, summary
 
 
 class ReviewPanel(QWidget):
@@ -79,6 +60,7 @@ class ReviewPanel(QWidget):
     tilesReady = Signal()              # the top-loss grid of that summary is built
     busyChanged = Signal(bool)
     thresholdSaved = Signal(str, float)
+    labelIssuesWanted = Signal()       # the host computes them (model thread) -> set_label_issues
 
     def __init__(self, parent: QWidget | None = None, top_k: int = 12, n_resamples: int = 1000,
                  thumb_px: int = 112, load_images: bool = True):
@@ -180,8 +162,31 @@ class ReviewPanel(QWidget):
         cl.addWidget(self.cases)
         right.addWidget(cases)
         right.setSizes([160, 260, 140])
+        from PySide6.QtWidgets import QPushButton, QTabWidget
+
+        from radview.gui.widgets.label_issues_view import LabelIssuesView
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.scroll, "Top losses")
+        issues = QWidget()
+        il = QVBoxLayout(issues)
+        il.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.issues_button = QPushButton("Find likely label errors")
+        self.issues_button.setToolTip("Out-of-fold check of every reviewed study's label with the model's "
+                                      "features (runs on the model thread)")
+        self.issues_button.clicked.connect(lambda: self.labelIssuesWanted.emit())
+        self.issues_status = QLabel("")
+        self.issues_status.setWordWrap(True)
+        row.addWidget(self.issues_button)
+        row.addWidget(self.issues_status, 1)
+        il.addLayout(row)
+        self.label_issues = LabelIssuesView(issues)
+        self.label_issues.studyRequested.connect(self.studyActivated)
+        il.addWidget(self.label_issues, 1)
+        self.tabs.addTab(issues, "Likely label errors")
         main = QSplitter(Qt.Orientation.Horizontal)
-        main.addWidget(self.scroll)
+        main.addWidget(self.tabs)
         main.addWidget(right)
         main.setSizes([560, 460])
         lay = QVBoxLayout(self)
@@ -198,15 +203,18 @@ class ReviewPanel(QWidget):
         self.refresh()
 
     def set_predictions(self, predictions, truths, threshold: float | None = 0.5,
-                        threshold_source: str = "model") -> None:
-        """Build the review from StudyPredictions and truths (on the worker), then show it."""
+                        threshold_source: str = "model", manifest=None) -> None:
+        """Build the review from StudyPredictions and truths (on the worker), then show it.
+        manifest: the model's; studies whose label space is not comparable with it are left
+        out (listed as not comparable, with the reason)."""
         preds = list(predictions)
         truths = dict(truths)
         filters, top_k = self._filters(), self.top_spin.value()
+        extra = {"manifest": manifest} if manifest is not None else {}
 
         def job():
             data = build_review(preds, truths, threshold=threshold,
-                                threshold_source=threshold_source)
+                                threshold_source=threshold_source, **extra)
             return self._job_steps(data, filters, top_k)
         self._start(job, built=True)
 
@@ -225,19 +233,37 @@ class ReviewPanel(QWidget):
             return False
         if reader:
             self._fill_filters()
-        self._schedule()
+        self._debounce.stop()
+        self.refresh()  # now: the recomputation starts in this event-loop turn (off this thread)
         return True
 
+    MAX_CAMS = 256
+
     def set_cam(self, ref_key: str, cam) -> None:
-        """A CAM (CamMap or float array 0..1) for one view of the grid."""
+        """A CAM (CamMap, or an array: float 0..1 or uint8) for one view of the grid. Kept as
+        uint8 at most 512 px a side; maps of views no longer in the grid are pruned."""
+        from radview.state import compact_cam
+        from radview.types import CamMap
+
         data = getattr(cam, "data", cam)
-        self._cams[ref_key] = np.asarray(data, dtype=np.float32)
+        self._cams.pop(ref_key, None)
+        self._cams[ref_key] = compact_cam(CamMap(ImageRef(ref_key), np.asarray(data))).data
+        if len(self._cams) > self.MAX_CAMS:
+            shown = {r.key for r in self._wanted}
+            for k in [k for k in self._cams if k not in shown][: len(self._cams) - self.MAX_CAMS]:
+                del self._cams[k]
         self._show_image(ref_key)
 
     def set_image(self, ref_key: str, gray: np.ndarray) -> None:
         """The display image of a view (uint8), when the host has it already."""
         self._grays[ref_key] = np.asarray(gray)
         self._show_image(ref_key)
+
+    def set_label_issues(self, report, note: str = "") -> None:
+        """A LabelIssueReport (or None with a note saying why there is none)."""
+        self.label_issues.set_report(report)
+        self.issues_button.setEnabled(True)
+        self.issues_status.setText(note)
 
     # ------------------------------------------------------------------ state out
     def summary(self):
@@ -296,25 +322,27 @@ class ReviewPanel(QWidget):
         self._start(lambda: self._job_steps(data, filters, top_k))
 
     def _start(self, job, built: bool = False) -> None:
+        from superqt.utils import create_worker
+
         for t in self._threads:
-            t.cancel()
+            t.quit()  # superseded: it stops at its next step, its result is dropped
         self._gen += 1
         self._awaiting = True
-        t = _SummaryThread(self._gen, job, self)
-        t.built = built
-        t.started_at = time.perf_counter()
-        t.done.connect(self._on_done)
-        t.finished.connect(self._reap)  # a bound slot: queued to this (GUI) thread
+        gen = self._gen
+        t = create_worker(_summary_job, job, _start_thread=False, _ignore_errors=True)
+        t.gen, t.built, t.started_at = gen, built, time.perf_counter()
+        t.returned.connect(lambda out, gen=gen: self._on_done(gen, *out, ""))
+        t.errored.connect(lambda exc, gen=gen: self._on_done(gen, None, None, None,
+                                                             f"{type(exc).__name__}: {exc}"))
+        t.finished.connect(lambda t=t: self._reap(t))
         self._threads.append(t)
         self.status.setText("computing…")
         self._note_busy()
-        t.start(QThread.Priority.LowPriority)
+        t.start()
 
-    def _reap(self) -> None:
-        t = self.sender()
+    def _reap(self, t) -> None:
         if t in self._threads:
             self._threads.remove(t)
-        t.deleteLater()
 
     def _on_done(self, gen: int, base, interp, summary, error: str) -> None:
         if gen != self._gen:
@@ -486,7 +514,8 @@ class ReviewPanel(QWidget):
         gray = self._grays.get(key)
         if not labels or gray is None:
             return
-        pix = pixmap_from_rgb(blend_cam(gray, self._cams.get(key)))
+        cam = self._cams.get(key)
+        pix = pixmap_from_rgb(blend_cam(gray, None if cam is None else cam.astype(np.float32) / 255.0))
         pix = pix.scaled(self._thumb, self._thumb, Qt.AspectRatioMode.KeepAspectRatio,
                          Qt.TransformationMode.SmoothTransformation)
         for lab in labels:
@@ -573,8 +602,8 @@ class ReviewPanel(QWidget):
         self._awaiting = False
         self._pending_tops = []
         for t in list(self._threads):
-            t.cancel()
-            t.wait(10000)
+            t.quit()  # never blocks the GUI: the pool thread ends at its next step
+        self._threads.clear()
         if self._io is not None:
             self._io.stop()
 

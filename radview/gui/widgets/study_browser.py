@@ -29,7 +29,9 @@ from PySide6.QtWidgets import (
 
 from radview.types import Prediction, Study, StudyPrediction, View
 
-COLUMNS = ("Name", "Type", "Label", "Prediction", "Prob.", "Domain", "Corrected")
+COLUMNS = ("Name", "Type", "Label", "Prediction", "Prob.", "Domain", "Corrected", "Body part",
+           "Patient name", "Patient ID", "Date", "Accession", "Modality", "Images")
+INFO_COL = 8  # the columns from the DICOM header (study_info), one tuple per study
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 NODE_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 # data() is called thousands of times per paint: compare plain ints, reject other roles first.
@@ -40,7 +42,7 @@ _WARN, _BAD = QColor("#ffb454"), QColor("#ff6b6b")
 
 
 class Node:
-    __slots__ = ("kind", "parent", "children", "row", "name", "study", "view", "pred", "corrected")
+    __slots__ = ("kind", "parent", "children", "row", "name", "study", "view", "pred", "corrected", "label")
 
     def __init__(self, kind: str, parent: Node | None, name: str = "", study: Study | None = None,
                  view: View | None = None):
@@ -49,6 +51,7 @@ class Node:
         self.row = 0
         self.pred: Prediction | StudyPrediction | None = None
         self.corrected: str = ""
+        self.label = None  # the store's current label (corrections win) once known: a Label or False
 
     def add(self, child: Node) -> Node:
         child.row = len(self.children)
@@ -70,6 +73,26 @@ def _domain_text(pred) -> str:
     return "in" if pred.in_domain else "OUT"
 
 
+def _date(value) -> str:
+    """DICOM DA 'YYYYMMDD' -> 'YYYY-MM-DD' (sorts as text); anything else as it is."""
+    v = str(value or "").strip()
+    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v
+
+
+def study_info(st: Study, headers: dict) -> tuple:
+    """(patient name, patient ID, study date, accession, modality, number of images) of a study,
+    from its views' headers (the first that has each)."""
+    hs = [headers.get(v.ref.path) or {} for v in st.views]
+
+    def first(kw: str) -> str:
+        return next((str(h[kw]).strip() for h in hs if h.get(kw) not in (None, "")), "")
+
+    name = first("PatientName").replace("^", " ").strip()
+    mods = sorted({v.modality for v in st.views if v.modality} or ({first("Modality")} - {""}))
+    return (name, first("PatientID"), _date(first("StudyDate")), first("AccessionNumber"),
+            "/".join(mods), len(st.views))
+
+
 class StudyModel(QAbstractItemModel):
     def __init__(self, thumbnails=None, parent=None):
         super().__init__(parent)
@@ -78,6 +101,7 @@ class StudyModel(QAbstractItemModel):
         self.by_study: dict[str, Node] = {}
         self.by_ref: dict[str, Node] = {}
         self.studies: list[Study] = []
+        self.info: dict[str, tuple] = {}
         self._dirty: set[Node] = set()
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -86,8 +110,11 @@ class StudyModel(QAbstractItemModel):
             thumbnails.ready.connect(self._thumbnail_ready)
 
     # ------------------------------------------------------------------ content
-    def set_studies(self, studies) -> None:
+    def set_studies(self, studies, headers: dict | None = None) -> None:
+        """headers: DICOM path -> header keywords (ScanResult.headers) for the patient / date /
+        accession / modality columns."""
         self.beginResetModel()
+        self.info = {st.key: study_info(st, headers or {}) for st in studies}
         self._dirty.clear()
         self.root = Node("root", None)
         self.by_study.clear()
@@ -125,11 +152,45 @@ class StudyModel(QAbstractItemModel):
             node.pred = pred
             self._changed(node)
 
+    def set_label(self, key: str, label, corrected: bool = True) -> None:
+        """The item's current label from the store (after a correction, undo or redo): the
+        Label and Corrected columns show it at once."""
+        node = self.by_study.get(key) or self.by_ref.get(key)
+        if node is None:
+            return
+        node.label = label if label is not None else False
+        value = label.value if label is not None else None
+        text = value if isinstance(value, str) else (f"{len(label.boxes)} box(es)" if label is not None
+                                                     and label.boxes else "removed")
+        node.corrected = f"✎ {text}" if corrected else ""
+        self._dirty.add(node)
+        if node.kind == "study":
+            self._dirty.update(node.children)
+        elif node.parent is not None and len(node.parent.children) == 1:
+            # a one-image study: its row shows the image's label (what its label is)
+            node.parent.label, node.parent.corrected = node.label, node.corrected
+            self._dirty.add(node.parent)
+        self.flush()  # now, not in 200 ms: the browser shows the correction in this turn
+
     def set_corrected(self, key: str, text: str) -> None:
         node = self.by_study.get(key) or self.by_ref.get(key)
         if node is not None:
             node.corrected = text
             self._changed(node)
+
+    def set_body_part(self, study_key: str, text: str, reason: str = "") -> None:
+        """The study's body part (radview.models.routing.study_verdict: DICOM header, else the
+        body-part model) for the Body part column; the reason is its tooltip."""
+        if not hasattr(self, "_body_parts"):
+            self._body_parts: dict[str, tuple[str, str]] = {}
+        self._body_parts[study_key] = (text, reason)
+        node = self.by_study.get(study_key)
+        if node is not None:
+            self._changed(node)
+            self._dirty.update(node.children)
+
+    def body_part(self, study_key: str) -> str:
+        return getattr(self, "_body_parts", {}).get(study_key, ("", ""))[0]
 
     def clear_predictions(self) -> None:
         for node in list(self.by_study.values()) + list(self.by_ref.values()):
@@ -145,6 +206,7 @@ class StudyModel(QAbstractItemModel):
             self._flush_timer.start(200)
 
     def flush(self) -> None:
+        self._flush_timer.stop()
         dirty, self._dirty = self._dirty, set()
         for node in dirty:
             self.dataChanged.emit(self.index_of_node(node, 1), self.index_of_node(node, len(COLUMNS) - 1))
@@ -231,9 +293,10 @@ class StudyModel(QAbstractItemModel):
     @staticmethod
     def _label(node: Node) -> str:
         if node.kind == "view":
-            return _label_text(node.view.label) or _label_text(node.study.label)
+            own = _label_text(node.label or None) if node.label is not None else _label_text(node.view.label)
+            return own or StudyModel._label(node.parent)
         if node.kind == "study":
-            return _label_text(node.study.label)
+            return _label_text(node.label or None) if node.label is not None else _label_text(node.study.label)
         return ""
 
     def _value(self, node: Node, col: int):
@@ -260,6 +323,17 @@ class StudyModel(QAbstractItemModel):
             return _domain_text(node.pred)
         if col == 6:
             return node.corrected
+        if col == 7:
+            return self.body_part(node.study.key) if node.study is not None else None
+        if col >= INFO_COL and node.study is not None:
+            info = self.info.get(node.study.key)
+            if info is None:
+                return None
+            if node.kind == "view" and col == INFO_COL + 4:
+                return node.view.modality or info[4]
+            if node.kind == "view" and col == INFO_COL + 5:
+                return None
+            return info[col - INFO_COL]
         return None
 
 
@@ -334,8 +408,8 @@ class StudyBrowser(QWidget):
         self.proxy.setFilterKeyColumn(int(self.column_combo.currentData()))
         self.proxy.setFilterFixedString(text)
 
-    def set_studies(self, studies) -> None:
-        self.model.set_studies(studies)
+    def set_studies(self, studies, headers: dict | None = None) -> None:
+        self.model.set_studies(studies, headers)
         if len(self.model.root.children) <= 50:
             self.tree.expandToDepth(0)
 

@@ -1,9 +1,11 @@
 """The scan index: a SQLite cache of what a folder scan learnt about each file, so that an
 unchanged file (same path, size and mtime) is never read again.
 
-Rows: path, size, mtime_ns, kind ('dicom' | 'raster'), header (JSON) or error (text).
-A cache that cannot be opened (read-only folder, corrupt file) is reported once and the scan
-goes on without it; the file is never overwritten.
+Rows: path, size, mtime_ns, kind ('dicom' | 'raster' | 'skip'), header (JSON) or error (text).
+The cache belongs to the io core (io never imports the store): it is a cache, not user data, so
+a cache written by an older scanner (SCANNER_VERSION: what the scan checks changed) is dropped
+and rebuilt. A cache that cannot be opened (read-only folder, corrupt file) is reported once and
+the scan goes on without it; the file is never overwritten.
 """
 from __future__ import annotations
 
@@ -13,7 +15,24 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Bump when the scan learns to check something new (content sniffing, decode checks...):
+# entries made by an older scanner would hide files or errors the new one finds. The header
+# keywords the scan keeps are part of it, so adding one (for measurement, priors...) drops the
+# cached headers that lack it.
+_SCANNER_LOGIC = "2026-12-01.2"
+
+
+def _scanner_version() -> str:
+    import hashlib
+
+    from radview.io.dicom import HEADER_KEYWORDS
+
+    digest = hashlib.sha256("\0".join(HEADER_KEYWORDS).encode()).hexdigest()[:12]
+    return f"{_SCANNER_LOGIC}+{digest}"
+
+
+SCANNER_VERSION = _scanner_version()
 
 
 @dataclass(frozen=True)
@@ -37,15 +56,20 @@ class ScanIndex:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                with self.conn:
-                    self.conn.execute(
-                        "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                        "mtime_ns INTEGER, kind TEXT, header TEXT, error TEXT)"
-                    )
-                    self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise IndexUnavailable(f"{self.path}: made by a newer radview (schema {version})")
+            with self.conn:
+                if version < SCHEMA_VERSION:
+                    self.conn.execute("DROP TABLE IF EXISTS files")  # a cache: rebuilt, never migrated
+                self.conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                                  "mtime_ns INTEGER, kind TEXT, header TEXT, error TEXT)")
+                self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                row = self.conn.execute("SELECT value FROM meta WHERE key = 'scanner'").fetchone()
+                if row is None or row[0] != SCANNER_VERSION:
+                    self.conn.execute("DELETE FROM files")
+                    self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('scanner', ?)",
+                                      (SCANNER_VERSION,))
+                self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise IndexUnavailable(f"{self.path}: scan index unusable ({exc}); scanning without it") from None
 
@@ -88,12 +112,12 @@ class ScanIndex:
         except sqlite3.DatabaseError as exc:
             raise IndexUnavailable(f"{self.path}: cannot write scan index ({exc})") from None
 
-    def forget_missing(self, root: str, present: set[str]) -> None:
-        """Drop cached rows under root whose files are gone."""
-        gone = [p for p in self.load_prefix(root) if p not in present]
-        if gone:
-            try:
-                with self.conn:
-                    self.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
-            except sqlite3.DatabaseError as exc:
-                raise IndexUnavailable(f"{self.path}: cannot write scan index ({exc})") from None
+    def forget(self, paths: list[str]) -> None:
+        """Drop the cached rows of files that are gone."""
+        if not paths:
+            return
+        try:
+            with self.conn:
+                self.conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnavailable(f"{self.path}: cannot write scan index ({exc})") from None
