@@ -42,6 +42,8 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFormLayout, 
 
 from shiboken6 import isValid
 
+from radview.gui import settings as cfg
+from radview.gui.widgets.label_keys import _keys_setting, default_keys, saved_keys  # noqa: F401 - default_keys: API
 from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand, open_owned_store,
                               RejectBoxCommand, ReplaceBoxCommand, SetLabelCommand, push,
                               store_signals)
@@ -50,37 +52,9 @@ from radview.spaces import LabelSpace
 from radview.store import REASON_CODES, LabelStore, StoreError
 from radview.types import Box
 
-BINARY_CLASSES = {"mura": ("normal", "abnormal"), "rsna": ("normal", "pneumonia")}
 STUDY_LAYOUTS = ("mura", "dicom")  # labelled per study; other layouts per image
-
-
-def default_keys(classes: Sequence[str]) -> dict[str, str]:
-    """N/A for a binary normal-vs-other task, else 1-9 in class order."""
-    classes = list(classes)
-    if len(classes) == 2 and "normal" in classes:
-        other = classes[1 - classes.index("normal")]
-        return {"N": "normal", "A": other}
-    return {str(i + 1): c for i, c in enumerate(classes[:9])}
-
-
-def _keys_setting(classes: Sequence[str]) -> str:
-    return "label_keys/" + "|".join(classes).replace("/", "_")
-
-
-def saved_keys(classes: Sequence[str]) -> dict[str, str] | None:
-    """The label keys saved for this set of classes (settings under RADVIEW_HOME), if valid."""
-    from radview.gui import settings as cfg
-
-    raw = cfg.get(_keys_setting(classes), None)
-    if not raw:
-        return None
-    try:
-        keys = json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(keys, dict) or not keys or not set(keys.values()) <= set(classes):
-        return None
-    return {str(k): str(v) for k, v in keys.items()}
+# a study of these layouts with no label yet still belongs to their space
+LAYOUT_SPACES = {"mura": label_spaces.MURA, "rsna": label_spaces.RSNA}
 
 
 class LabelPanel(QWidget):
@@ -221,7 +195,7 @@ class LabelPanel(QWidget):
             self.store_problem = problem or ""
         self.store = store
         if store is not None:
-            saved = _settings_value("label_panel/reader")
+            saved = str(cfg.get("label_panel/reader", "") or "")
             if saved:
                 store.reader = saved
             self.reader.setText(store.reader)
@@ -297,8 +271,6 @@ class LabelPanel(QWidget):
             raise ValueError(f"keys name unknown classes {sorted(unknown)} (classes: {self.classes})")
         self.keys = {k.upper(): v for k, v in keys.items()}
         if save:
-            from radview.gui import settings as cfg
-
             cfg.put(_keys_setting(self.classes), json.dumps(self.keys))
         for sc in self._shortcuts:
             sc.setEnabled(False)
@@ -409,9 +381,8 @@ class LabelPanel(QWidget):
             pass
         elif space is not None:
             self.set_space(space)
-        elif layout in BINARY_CLASSES:
-            self.set_space(None)
-            self.set_classes(BINARY_CLASSES[layout])
+        elif layout in LAYOUT_SPACES:
+            self.set_space(LAYOUT_SPACES[layout])
         else:
             self._offer_spaces()
         if layout in STUDY_LAYOUTS or len(study.views) != 1:
@@ -544,7 +515,7 @@ class LabelPanel(QWidget):
         name = self.reader.text().strip()
         if self.store is not None and name and name != self.store.reader:
             self.store.reader = name
-            _settings_set("label_panel/reader", name)  # remembered for the next session
+            cfg.put("label_panel/reader", name)  # remembered for the next session
 
     # ------------------------------------------------------------------ display
     def refresh(self) -> None:
@@ -603,19 +574,3 @@ class LabelPanel(QWidget):
         if not on:  # only a real failure says so, with its reason and file
             self.message.setText(f"Labels cannot be saved: {self.store_problem}"
                                  if self.store_problem else "")
-
-
-def _settings_value(name: str) -> str:
-    try:
-        from radview.gui.settings import open_settings
-        return str(open_settings().value(name, "") or "")
-    except Exception:  # noqa: BLE001 - settings are a convenience
-        return ""
-
-
-def _settings_set(name: str, value: str) -> None:
-    try:
-        from radview.gui.settings import open_settings
-        open_settings().setValue(name, value)
-    except Exception:  # noqa: BLE001
-        pass

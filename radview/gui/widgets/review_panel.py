@@ -13,7 +13,8 @@ A standalone QWidget (the main window docks it):
 
 All metric computation runs on a superqt GeneratorWorker (the app's worker layer); results of
 a superseded request are dropped by a generation counter; a correction starts the recomputation
-in the same event-loop turn. The CAM cache keeps uint8 maps of the tiles shown, pruned. Images load on an io thread (TaskQueue).
+in the same event-loop turn. The CAM cache keeps uint8 maps of the tiles shown, pruned.
+Images load on an io thread (TaskQueue).
 Call `update_label(key, label)` when a label is corrected, `set_review(data)` or
 `set_predictions(preds, truths)` for new data, and `shutdown()` before the panel is destroyed.
 """
@@ -38,19 +39,7 @@ from radview.review import Interpretation, ReviewSet, build_review, iter_summari
 from radview.review.report import blend_cam
 from radview.types import ImageRef, Label
 
-ANY = "(any)"
-
-
-def _summary_job(job):
-    """Build (optional) + filter + iter_summarize, as a generator for a superqt GeneratorWorker:
-    it can be stopped (worker.quit()) between summary steps; returns (base, interp, summary)."""
-    base, interp, steps = job()
-    summary = None
-    for prog in steps:
-        yield None
-        if prog.payload is not None:
-            summary = prog.payload
-    return base, interp, summary
+from radview.gui.widgets.review_jobs import ANY, _fmt, _summary_job, wait_until
 
 
 class ReviewPanel(QWidget):
@@ -69,7 +58,7 @@ class ReviewPanel(QWidget):
         self._interp: Interpretation | None = None
         self._summary = None
         self._gen = 0
-        self._threads: list[_SummaryThread] = []
+        self._threads: list = []  # superqt GeneratorWorkers still running (superseded ones quit)
         self._threshold: float | None = None
         self._threshold_source = ""
         self._n_resamples = n_resamples
@@ -587,14 +576,7 @@ class ReviewPanel(QWidget):
     # ------------------------------------------------------------------ lifetime
     def wait_idle(self, timeout_ms: int = 10000) -> bool:
         """Block until no computation runs (tests and scripts)."""
-        deadline = time.perf_counter() + timeout_ms / 1000
-        from PySide6.QtCore import QCoreApplication
-
-        while self.is_busy() and time.perf_counter() < deadline:
-            QCoreApplication.processEvents()
-            time.sleep(0.005)
-        QCoreApplication.processEvents()
-        return not self.is_busy()
+        return wait_until(lambda: not self.is_busy(), timeout_ms)
 
     def shutdown(self) -> None:
         """Stop the worker threads (call before the panel is destroyed)."""
@@ -610,15 +592,6 @@ class ReviewPanel(QWidget):
     def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
-
-
-def _fmt(v, ci=None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    txt = f"{v:.3f}"
-    if ci is not None and math.isfinite(ci.low):
-        txt += f" [{ci.low:.2f}, {ci.high:.2f}]"
-    return txt
 
 
 __all__ = ["ReviewPanel", "ConfusionMatrixView", "RocView"]
