@@ -13,9 +13,11 @@ StudyDate, StudyTime, ViewPosition, ImageLaterality, IssuerOfPatientID).
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 
@@ -81,12 +83,13 @@ def norm_time(value: Any) -> str:
     return (m.group(0) + "000000")[:6] if m else ""
 
 
-def _days(a: str, b: str) -> int:
-    from datetime import date
+@functools.lru_cache(maxsize=65536)
+def _ordinal(d: str) -> int:
+    return date(int(d[:4]), int(d[4:6]), int(d[6:])).toordinal()
 
-    da = date(int(a[:4]), int(a[4:6]), int(a[6:]))
-    db = date(int(b[:4]), int(b[4:6]), int(b[6:]))
-    return (da - db).days
+
+def _days(a: str, b: str) -> int:
+    return _ordinal(a) - _ordinal(b)
 
 
 def _first(*values: Any) -> str:
@@ -98,10 +101,15 @@ def _first(*values: Any) -> str:
     return ""
 
 
-def study_info(study: Any, header: Callable[[str], Mapping[str, Any] | None] | None = None) -> StudyInfo:
+def study_info(study: Any, header: Callable[[str], Mapping[str, Any] | None] | None = None,
+               views: bool = True) -> StudyInfo:
     """A StudyInfo from a radview.types.Study (or any object with key / patient / views).
     `header(view_key)` may supply header values the study does not carry (a Frame.meta or the
-    scan's header dict): StudyDate, StudyTime, ViewPosition, ImageLaterality, ..."""
+    scan's header dict): StudyDate, StudyTime, ViewPosition, ImageLaterality, ...
+    views=False: the study alone (patient, date, issuer ...: what pairing needs), read from its
+    first view with a header; several times faster for a browser of 10,000 studies."""
+    if not views:
+        return _pairing_info(study, header)
     views = []
     hdrs = []
     for v in getattr(study, "views", ()) or ():
@@ -123,11 +131,34 @@ def study_info(study: Any, header: Callable[[str], Mapping[str, Any] | None] | N
         time=norm_time(_first(getattr(study, "time", ""), h0.get("StudyTime"))),
         issuer=_first(getattr(study, "issuer", ""), h0.get("IssuerOfPatientID")),
         description=_first(getattr(study, "description", ""), h0.get("StudyDescription")),
-        modality=_first(getattr(study, "modality", ""), *(getattr(v.item, "modality", "") for v in views),
+        modality=_first(getattr(study, "modality", ""), *(getattr(v, "modality", "") for v in
+                                                          getattr(study, "views", ()) or ()),
                         h0.get("Modality")).upper(),
         body_part=_first(getattr(study, "study_type", ""), h0.get("BodyPartExamined")),
         accession=_first(getattr(study, "accession", ""), h0.get("AccessionNumber")),
         views=tuple(views), item=study)
+
+
+def _pairing_info(study: Any, header) -> StudyInfo:
+    """study_info(views=False): the fields pairing and describe() read, the same precedence
+    (the study's own attributes, then its first view's header), without the per-view records."""
+    h0: Mapping[str, Any] = {}
+    if header is not None:
+        for v in getattr(study, "views", ()) or ():
+            ref = getattr(v, "ref", None)
+            h = header(ref.key if ref is not None else str(v))
+            if h:
+                h0 = h
+                break
+    return StudyInfo(
+        key=str(getattr(study, "key", "")),
+        patient_id=_first(getattr(study, "patient_id", ""), getattr(study, "patient", ""), h0.get("PatientID")),
+        date=norm_date(_first(getattr(study, "date", ""), h0.get("StudyDate"))),
+        time=norm_time(h0.get("StudyTime")),
+        issuer=_first(getattr(study, "issuer", ""), h0.get("IssuerOfPatientID")),
+        description=_first(getattr(study, "description", ""), h0.get("StudyDescription")),
+        body_part=_first(getattr(study, "study_type", ""), h0.get("BodyPartExamined")),
+        item=study)
 
 
 # ---------------------------------------------------------------- pairing
@@ -241,3 +272,58 @@ def hang(current: StudyInfo, prior: StudyInfo | None = None) -> Hanging:
     rows.extend((None, p) for p in left)
     rows.sort(key=lambda r: _view_rank(r[0] or r[1]))  # type: ignore[arg-type]
     return Hanging(current, prior, tuple(rows))
+
+
+# ---------------------------------------------------------------- priors of every study (browser)
+
+
+def priors_index(studies: Iterable[StudyInfo]) -> dict[str, list[Prior]]:
+    """study key -> its priors (priors_of: the same patient's other studies, earlier ones
+    first, most recent first). Grouped by PatientID first: 10,000 studies cost one pass plus
+    the pairs within each patient."""
+    groups: dict[str, list[StudyInfo]] = {}
+    out: dict[str, list[Prior]] = {}
+    for s in studies:
+        out[s.key] = []
+        if s.patient_id.strip():
+            groups.setdefault(s.patient_id.strip(), []).append(s)
+    for group in groups.values():
+        if len(group) > 1:
+            for s in group:
+                out[s.key] = priors_of(s, group)
+    return out
+
+
+def earlier(priors: Iterable[Prior]) -> list[Prior]:
+    """The priors a comparison may use: earlier and same-day studies, undated ones last (never
+    a later study: it is not a prior)."""
+    return [p for p in priors if p.relation != "later"]
+
+
+def step_prior(priors: list[Prior], key: str | None, step: int) -> Prior | None:
+    """The prior `step` places from the one with this study key: +1 older, -1 newer (priors
+    are most recent first); None past either end or when the list is empty. key None: the
+    most recent."""
+    if not priors:
+        return None
+    keys = [p.study.key for p in priors]
+    if key not in keys:
+        return priors[0]
+    i = keys.index(key) + step
+    return priors[i] if 0 <= i < len(priors) else None
+
+
+def describe(prior: Prior) -> str:
+    """One line for a picker: '2023-01-05 · CHEST PA · 391 days before'."""
+    d = prior.study.date
+    day = f"{d[:4]}-{d[4:6]}-{d[6:]}" if d else "undated"
+    if prior.days is None:
+        when = prior.relation
+    elif prior.days == 0:
+        when = "same day" + (" (earlier)" if prior.relation == "prior" else "")
+    elif prior.days > 0:
+        when = f"{prior.days} day{'s' if prior.days != 1 else ''} before"
+    else:
+        when = f"{-prior.days} day{'s' if prior.days != -1 else ''} after"
+    what = prior.study.description or prior.study.body_part or prior.study.key.rsplit("/", 1)[-1]
+    return " · ".join(x for x in (day, what, when) if x)

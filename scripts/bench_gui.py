@@ -217,23 +217,30 @@ def bench_memory(n_studies: int, model: str | None, tmp: Path, cam_every: int = 
     rss_open = _rss_mb()
     import numpy as np
 
+    from radview.gui.ai_controller import ReviewCam
+    from radview.models.executor import CamReady
     from radview.types import CamMap
 
     full = np.random.default_rng(0).uniform(0, 1, cam_size).astype(np.float32)  # one executor map
     review = w.extra_panels.get("reviewpanel")
     n_cams = 0
+    marks = []
     t1 = time.perf_counter()
     for i in range(n - 1):
         w.step_study(1)
         app.processEvents()
         if cam_every and i % cam_every == 0 and w.viewer.study is not None:
-            ref = w.viewer.study.views[0].ref  # the CAM the executor delivers for the shown view
-            w.ai._cam_ready(w.ai.gen, w.ai.cam_key(ref), CamMap(ref, full))
+            # the CAM the executor delivers for the shown view, and the review panel's, through
+            # the executor's event sink (the Qt adapter: what the app really receives)
+            ref = w.viewer.study.views[0].ref
+            w.executor._sink(CamReady(w.ai.gen, w.ai.cam_key(ref), CamMap(ref, full)))
             if review is not None:
-                review.set_cam(ref.key, full)
+                w.executor._sink(CamReady(w.ai.gen, ReviewCam(ref.key), CamMap(ref, full)))
             n_cams += 1
         if i % 200 == 0:  # let the io threads deliver (frames, thumbnails), as a user would
             _wait(app, lambda: w.frames.queue.pending() == 0, 5)
+        if i % 1000 == 0:
+            marks.append((i, round(_rss_mb())))
     browse_s = time.perf_counter() - t1
     _wait(app, lambda: False, 1.0)
     rss = _rss_mb()
@@ -245,7 +252,7 @@ def bench_memory(n_studies: int, model: str | None, tmp: Path, cam_every: int = 
     return {"studies": n, "cams_delivered": n_cams, "cam_cache_mb": round(cam_mb, 1),
             "old_cam_cache_mb": round(old_mb, 1), "cam_cache_ratio_vs_old": round(cam_mb / old_mb, 3) if old_mb else None,
             "review_cam_cache": len(review._cams) if review is not None else 0,
-            "scan_s": round(scan_s, 1), "browse_s": round(browse_s, 1),
+            "scan_s": round(scan_s, 1), "browse_s": round(browse_s, 1), "rss_marks_mb": marks,
             "rss_start_mb": round(rss0), "rss_opened_mb": round(rss_open), "rss_after_browsing_mb": round(rss),
             "frame_cache_mb": round(w.frames.bytes / 2**20, 1), "thumb_cache_mb": round(w.thumbnails.bytes / 2**20, 1)}
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _store_targets import store_targets  # noqa: E402 - scripts/ is on sys.path
 
 
 def _writer(target, worker: int, n: int, items: int, start, out) -> None:
@@ -125,27 +125,7 @@ def main() -> int:
     ap.add_argument("--only", choices=("sqlite", "postgresql"))
     ap.add_argument("--together", action="store_true")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="radview-bench-team-"))
-    server = None
-    targets: dict = {}
-    if args.only != "postgresql":
-        targets["sqlite"] = work / "team.sqlite"
-    if args.only != "sqlite":
-        url = args.pg
-        if not url:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from postgres import PgServer, find_bin
-            bindir, why = find_bin()
-            if bindir is None:
-                print(f"PostgreSQL skipped: {why}")
-            else:
-                pgroot = Path(tempfile.mkdtemp(prefix="radview-bench-pg-"))  # the postgres user's
-                server = PgServer(bindir, pgroot, fsync=True)
-                server.start()
-                url = server.create_database()
-        if url:
-            targets["postgresql"] = url
-    try:
+    with store_targets("radview-bench-team-", args.only, args.pg) as targets:
         for t in targets.values():
             _ensure_store(t)
         print(f"{args.procs} processes, {args.events} events per backend, {args.items} studies, "
@@ -164,12 +144,6 @@ def main() -> int:
             ratio = results["postgresql"]["events_per_s"] / results["sqlite"]["events_per_s"]
             print(f"throughput ratio PostgreSQL / SQLite: {ratio:.2f}x")
         return 0 if ok else 1
-    finally:
-        import shutil
-        if server is not None:
-            server.stop()
-            shutil.rmtree(server.root, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

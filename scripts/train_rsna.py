@@ -41,16 +41,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from radview.io import ImageError, load_frame  # noqa: E402
 from radview.io.labels import read_rsna_csv  # noqa: E402
 from radview.io.samples import shared_data_dir  # noqa: E402
 from radview.models import recipe  # noqa: E402
-from radview.models.detector import ARCH_OF_KIND, body_detect, body_losses, build_lite0_detector  # noqa: E402
+from radview.models.detector import (ARCH_OF_KIND, body_detect, body_losses, build_lite0_detector,  # noqa: E402
+                                     fuse_flip, top_forward)
 from radview.models.features import FeatureCache, lite0_trunk, pyramid_features  # noqa: E402
 from radview.models.manifest import DomainSpec, InputSpec, Manifest  # noqa: E402
 from radview.models.preprocess import gray_image, resize_gray  # noqa: E402
 from radview.review import detection as dm  # noqa: E402
+from rsna_card import write_card  # noqa: E402  (scripts/rsna_card.py)
 
 SHARED = shared_data_dir() or ROOT.parent / "shared" / "data"
 JPEG = SHARED / "rsna-pneumonia" / "jpeg-512"
@@ -106,7 +109,15 @@ def body_input(gray: np.ndarray) -> np.ndarray:
     return ((np.repeat(gray[None], 3, 0) - MEAN) / STD).astype(np.float32)
 
 
-def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, device=None) -> dict:
+def variants_of(split: str, n_aug: int, flip: bool) -> list[str]:
+    """Cached copies of an image: the original; augmented copies of training images; the mirror
+    image of validation and test images (hflip test-time augmentation)."""
+    if split == "fit":
+        return ["orig"] + [f"aug{k}" for k in range(n_aug)]
+    return ["orig"] + (["flip"] if flip else [])
+
+
+def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, device=None, flip=False) -> dict:
     """{(pid, variant): (feats dict fp16 tensors, boxes (K,4) in size pixels)}."""
     trunk = lite0_trunk().to(device or "cpu")
     out: dict = {}
@@ -126,7 +137,7 @@ def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, d
         todo.clear()
 
     for n, (pid, path, boxes_img) in enumerate(items):
-        variants = ["orig"] + ([f"aug{k}" for k in range(n_aug)] if splits[pid] == "fit" else [])
+        variants = variants_of(splits[pid], n_aug, flip)
         need = []
         for v in variants:
             hit = cache.get(f"rsna|{size}|{pid}|{v}|{seed}")
@@ -148,6 +159,9 @@ def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, d
         for v in need:
             if v == "orig":
                 g, b = gray, b0
+            elif v == "flip":
+                g = np.ascontiguousarray(gray[:, ::-1])
+                b = np.stack([size - b0[:, 2], b0[:, 1], size - b0[:, 0], b0[:, 3]], 1) if len(b0) else b0
             else:
                 g, b = augment(gray, b0, np.random.default_rng([seed, n, int(v[3:])]))
             todo.append(((pid, v), body_input(g), b))
@@ -161,18 +175,42 @@ def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, d
     return out
 
 
-def batch_feats(keys, feats, device):
+def batch_feats(keys, feats, device, model=None, tune=False):
+    """Cached body outputs of a batch; with `tune`, c5 recomputed from c4 by the model's own
+    (fine-tuned) stride-32 blocks."""
+    if tune:
+        c4 = torch.stack([feats[k][0]["c4"] for k in keys]).float().to(device)
+        return OrderedDict((("c4", c4), ("c5", top_forward(model.backbone.body, c4))))
     return OrderedDict((lv, torch.stack([feats[k][0][lv] for k in keys]).float().to(device)) for lv in LEVELS)
 
 
-def detect_cached(model, pids, feats, size, device, bs=32):
+def _mirror_np(b: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], 1) if len(b) else b.reshape(-1, 4)
+
+
+def detect_cached(model, pids, feats, size, device, bs=32, tune=False, tta=""):
+    """Detections of the cached originals; with tta='hflip' fused with those of the cached mirror
+    images exactly as the shipped model's forward does (radview.models.detector.fuse_flip)."""
     model.eval()
+
+    def run(variant):
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(pids), bs):
+                keys = [(p, variant) for p in pids[i:i + bs]]
+                for d in body_detect(model, batch_feats(keys, feats, device, model, tune), size):
+                    outs.append((d["boxes"].float().cpu(), d["scores"].float().cpu()))
+        return outs
+
+    plain = run("orig")
+    if tta != "hflip":
+        return [(b.numpy(), s.numpy()) for b, s in plain]
+    flipped = run("flip")
     outs = []
-    with torch.inference_mode():
-        for i in range(0, len(pids), bs):
-            keys = [(p, "orig") for p in pids[i:i + bs]]
-            for d in body_detect(model, batch_feats(keys, feats, device), size):
-                outs.append((d["boxes"].float().cpu().numpy(), d["scores"].float().cpu().numpy()))
+    for (ba, sa), (bb, sb) in zip(plain, flipped):
+        bx, sc = fuse_flip(ba, sa, torch.from_numpy(_mirror_np(bb.numpy(), size)), sb,
+                           top=model.detections_per_img)
+        outs.append((bx.numpy(), sc.numpy()))
     return outs
 
 
@@ -187,19 +225,45 @@ def detector_kwargs(args) -> dict:
     return {"size": args.size, "anchor_sizes": [int(a) for a in str(args.anchors).split(",")]}
 
 
-def train_detector(kind, fit, val, feats, truths_val, args, device, log) -> tuple[torch.nn.Module, dict]:
+def kind_of(variant: str) -> tuple[str, bool]:
+    """'fcos' -> ('fcos', frozen body); 'fcos-top' -> ('fcos', stride-32 blocks fine-tuned)."""
+    base, _, mod = variant.partition("-")
+    if mod not in ("", "top"):
+        raise SystemExit(f"unknown detector variant {variant!r} (kind[-top], kind: retinanet or fcos)")
+    return base, mod == "top"
+
+
+def top_blocks(model) -> list:
+    from radview.models.detector import C4_BLOCK
+
+    return list(model.backbone.body._blocks)[C4_BLOCK + 1:]
+
+
+def train_detector(variant, fit, val, feats, truths_val, args, device, log) -> tuple[torch.nn.Module, dict]:
+    kind, tune = kind_of(variant)
     torch.manual_seed(args.seed)
     model = build_lite0_detector(kind, 2, **detector_kwargs(args)).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("backbone.body.")]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    groups = [{"params": params, "lr": args.lr}]
+    top_params: list = []
+    if tune:
+        model.backbone.body.load_imagenet()
+        top_params = [p for b in top_blocks(model) for p in b.parameters()]
+        for p in top_params:
+            p.requires_grad_(True)
+        groups.append({"params": top_params, "lr": args.top_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
     steps = args.epochs * math.ceil(len(fit) / args.bs)
-    sched = recipe.one_cycle(opt, steps, args.lr, pct_start=0.2)
+    sched = recipe.one_cycle(opt, steps, [g["lr"] for g in groups], pct_start=0.2)
     variants = {p: [v for v in ["orig"] + [f"aug{k}" for k in range(args.aug)] if (p, v) in feats] for p in fit}
+    ttas = ["", "hflip"] if args.tta and all((p, "flip") in feats for p in val) else [""]
     rng = np.random.default_rng(args.seed)
     best, history = None, []
     t0 = time.time()
     for ep in range(args.epochs):
         model.train()
+        for b in top_blocks(model):
+            b.eval()  # frozen BatchNorm statistics (ImageNet), no drop-connect: small batches
         order = rng.permutation(len(fit))
         tot, n = 0.0, 0
         for i in range(0, len(order), args.bs):
@@ -207,27 +271,36 @@ def train_detector(kind, fit, val, feats, truths_val, args, device, log) -> tupl
             keys = [(p, variants[p][rng.integers(len(variants[p]))]) for p in pids]
             targets = [{"boxes": torch.from_numpy(feats[k][1]).reshape(-1, 4).to(device),
                         "labels": torch.ones(len(feats[k][1]), dtype=torch.int64, device=device)} for k in keys]
-            losses = body_losses(model, batch_feats(keys, feats, device), targets, args.size)
+            losses = body_losses(model, batch_feats(keys, feats, device, model, tune), targets, args.size)
             loss = sum(losses.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            torch.nn.utils.clip_grad_norm_(params + top_params, 10.0)
             opt.step()
             sched.step()
             tot += float(loss.detach()) * len(keys)
             n += len(keys)
-        outs = detect_cached(model, val, feats, args.size, device)
         y = np.asarray([len(t) > 0 for t in truths_val])
-        auc = recipe.roc_auc(y, dm.best_scores(outs))
-        thr, cs = best_threshold(outs, truths_val)
-        history.append({"epoch": ep + 1, "train_loss": round(tot / max(n, 1), 4), "val_auroc": round(auc, 4),
-                        "val_challenge": round(cs, 4), "val_threshold": thr, "seconds": round(time.time() - t0, 1)})
-        log(f"{kind} {json.dumps(history[-1])}")
-        score = cs + 0.25 * auc
+        row = {"epoch": ep + 1, "train_loss": round(tot / max(n, 1), 4)}
+        for tta in ttas:
+            outs = detect_cached(model, val, feats, args.size, device, tune=tune, tta=tta)
+            auc = recipe.roc_auc(y, dm.best_scores(outs))
+            thr, cs = best_threshold(outs, truths_val)
+            sfx = "_tta" if tta else "_plain"
+            row.update({f"val_auroc{sfx}": round(auc, 4), f"val_challenge{sfx}": round(cs, 4), f"val_threshold{sfx}": thr})
+        # the epoch's answer: with or without the mirror-image TTA, whichever scores higher on inner val
+        use = max(ttas, key=lambda t: row[f"val_challenge{'_tta' if t else '_plain'}"]
+                  + 0.25 * row[f"val_auroc{'_tta' if t else '_plain'}"])
+        sfx = "_tta" if use else "_plain"
+        row.update({"tta": use, "val_auroc": row[f"val_auroc{sfx}"], "val_challenge": row[f"val_challenge{sfx}"],
+                    "val_threshold": row[f"val_threshold{sfx}"], "seconds": round(time.time() - t0, 1)})
+        history.append(row)
+        log(f"{variant} {json.dumps(history[-1])}")
+        score = row["val_challenge"] + 0.25 * row["val_auroc"]
         if best is None or score > best[0]:
             best = (score, {k: v.detach().clone() for k, v in model.state_dict().items()}, history[-1])
     model.load_state_dict(best[1])
-    return model, {"kind": kind, "history": history, "best": best[2], "seconds": round(time.time() - t0, 1)}
+    return model, {"kind": variant, "history": history, "best": best[2], "seconds": round(time.time() - t0, 1)}
 
 
 class OneBox(torch.nn.Module):
@@ -309,7 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="rsna-pneumonia")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--anchors", default="32,64,128,256", help="anchor sizes of P4-P7 in input pixels")
-    ap.add_argument("--kinds", default="retinanet,fcos", help="detector kinds compared on the inner val split")
+    ap.add_argument("--kinds", default="retinanet,fcos",
+                    help="detector variants compared on the inner val split: retinanet, fcos; a '-top' suffix "
+                         "(fcos-top) also fine-tunes the body's stride-32 blocks (11-15) on cached c4 outputs")
+    ap.add_argument("--previous", type=Path, help="the model folder this run would replace: its held-out "
+                    "figures (from its manifest) and its challenge-DICOM results (measured now) go in the card")
+    ap.add_argument("--top-lr", type=float, default=3e-4, help="learning rate of the fine-tuned stride-32 blocks")
+    ap.add_argument("--tta", action="store_true",
+                    help="also score the mirror-image test-time augmentation on inner val (mirror images of "
+                         "val/test cached) and ship it where it scores higher")
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--baseline-epochs", type=int, default=30)
     ap.add_argument("--bs", type=int, default=16)
@@ -327,10 +408,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features-only", action="store_true")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
                     help="merge single-kind runs made in parallel into --out (no training)")
+    ap.add_argument("--candidates", nargs="+", type=Path, metavar="RUN",
+                    help="with --refresh-dicoms: runs that were trained to replace this model and were not promoted "
+                         "(their measured figures go in its card)")
+    ap.add_argument("--refresh-dicoms", type=Path, metavar="MODEL_FOLDER",
+                    help="measure a saved model's challenge-DICOM results again (after a change of the inference "
+                         "path) and rewrite its manifest and card; no training")
     args = ap.parse_args(argv)
     if args.merge:
         return merge_runs(args.merge, args.out or Path("."))
+    if args.refresh_dicoms:
+        return refresh_dicoms(args.refresh_dicoms, args.candidates or [])
     t_start = time.time()
+    load_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
 
     def log(msg):
@@ -369,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
               for name, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
     log(f"split {counts}")
     cache = FeatureCache(args.cache)
-    feats = cache_features(used, splits, args.size, args.aug, cache, args.seed, log, device)
+    feats = cache_features(used, splits, args.size, args.aug, cache, args.seed, log, device, flip=args.tta)
     t_feat = time.time() - t_start
     if args.features_only:
         return 0
@@ -388,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     pick = max(results, key=lambda k: results[k]["best"]["val_challenge"] + 0.25 * results[k]["best"]["val_auroc"])
     model = models[pick]
     threshold = results[pick]["best"]["val_threshold"]
+    pick_kind, pick_tune = kind_of(pick)
+    pick_tta = results[pick]["best"].get("tta", "")
     log(f"picked {pick} (inner val {results[pick]['best']}), threshold {threshold}")
     bnet, bthr, binfo = train_baseline(fit, val, feats, truths_val, args, device, log)
 
@@ -399,17 +491,24 @@ def main(argv: list[str] | None = None) -> int:
     keys = [f"{pid}" for pid in test_pids]
     base_out = onebox_outputs(bnet, test_pids, feats, args.size, device)
     baseline = dm.detection_review(keys, base_out, truth_s, bthr, top=0)
-    compare = {k: dm.detection_review(keys, detect_cached(models[k], test_pids, feats, args.size, device), truth_s,
-                                      results[k]["best"]["val_threshold"], top=0) for k in models}
+    compare = {k: dm.detection_review(keys, detect_cached(models[k], test_pids, feats, args.size, device,
+                                                        tune=kind_of(k)[1], tta=results[k]["best"].get("tta", "")),
+                                      truth_s, results[k]["best"]["val_threshold"], top=0) for k in models}
 
     # ... and the shipped model through the app's engine, boxes in the image's own pixels
     out = args.out or (__import__("radview.paths", fromlist=["x"]).user_models_dir() / args.name)
     model.cpu()
-    model.backbone.body.load_imagenet()  # the frozen body is exactly the ImageNet weights
-    arch = ARCH_OF_KIND[pick]
+    tuned = {k: v.clone() for k, v in model.backbone.body.state_dict().items()}
+    model.backbone.body.load_imagenet()  # the frozen body is exactly the ImageNet weights ...
+    if pick_tune:  # ... except the fine-tuned stride-32 blocks
+        from radview.models.detector import C4_BLOCK
+
+        top = {k: v for k, v in tuned.items() if k.startswith("_blocks.") and int(k.split(".")[1]) > C4_BLOCK}
+        model.backbone.body.load_state_dict(top, strict=False)
+    arch = ARCH_OF_KIND[pick_kind]
     manifest = Manifest(
         name=args.name, version=time.strftime("2.0.%Y%m%d"), task="detection", classes=("normal", "pneumonia"),
-        arch=arch, arch_kwargs=detector_kwargs(args),
+        arch=arch, arch_kwargs={**detector_kwargs(args), **({"tta": pick_tta} if pick_tta else {})},
         input=InputSpec(size=(args.size, args.size), channels=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
         cam_layer="backbone.body", threshold=float(threshold), box_label="opacity",
         domain=DomainSpec(modalities=("CR", "DX", "DR", "RG"), body_parts=("CHEST", "THORAX", "LUNG"),
@@ -417,9 +516,13 @@ def main(argv: list[str] | None = None) -> int:
                           description="frontal chest radiographs of adults (RSNA Pneumonia Detection Challenge)"),
         card="MODEL_CARD.md",
         description=f"Lung opacity boxes on a chest radiograph (RSNA Pneumonia Detection Challenge): "
-                    f"EfficientNet-Lite0 + FPN {pick.upper()} at {args.size} px; image probability = best box score.",
+                    f"EfficientNet-Lite0 + FPN {pick_kind.upper()} at {args.size} px"
+                    f"{' (stride-32 blocks fine-tuned)' if pick_tune else ''}"
+                    f"{', mirror-image test-time augmentation' if pick_tta else ''}; image probability = best box score.",
         training={"script": "scripts/train_rsna.py", "data": str(args.labels), "args": {k: str(v) for k, v in vars(args).items()},
-                  "backbone": "ImageNet EfficientNet-Lite0 (wheel), frozen; FPN + head trained on cached features",
+                  "backbone": "ImageNet EfficientNet-Lite0 (wheel), " + (
+                      "blocks 0-10 frozen, stride-32 blocks 11-15 fine-tuned on cached c4 outputs"
+                      if pick_tune else "frozen") + "; FPN + head trained on cached features",
                   "torch": torch.__version__},
         license="Apache-2.0 (code and weights); RSNA data: challenge terms (research use)")
     m = recipe.save_model_folder(model, manifest, out, fp16=True)
@@ -451,12 +554,24 @@ def main(argv: list[str] | None = None) -> int:
     tn_in = [s for s in dm.per_image_scores(outputs, test_truth_img, float(threshold))]
     review["challenge_score_counting_true_negatives_as_1"] = round(float(np.mean([1.0 if not math.isfinite(v) else v for v in tn_in])), 4)
     chal = challenge_dicoms(lm, float(threshold))
+    previous = {}
+    if args.previous and (Path(args.previous) / "manifest.json").is_file():
+        pm = json.loads((Path(args.previous) / "manifest.json").read_text())
+        ph = (pm.get("metrics") or {}).get("held_out") or {}
+        previous = {"folder": str(args.previous), "version": pm.get("version"), "auroc": ph.get("auroc"),
+                    "challenge_score": ph.get("challenge_score")}
+        try:
+            plm = load_model_folder(args.previous, "cpu")
+            previous["dicoms"] = challenge_dicoms(plm, float(pm.get("threshold", 0.5)))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log(f"previous model {args.previous}: {exc}")
     metrics = {"challenge_dicoms": chal, "split": {"seed": args.seed, "by": "image", "test_frac": args.test_frac, "val_frac": args.val_frac,
                          "counts": counts, "source": str(args.labels)},
-               "held_out": review, "baseline_one_box": baseline, "kinds_on_cached_features": compare,
+               "held_out": review, "previous": previous, "baseline_one_box": baseline, "kinds_on_cached_features": compare,
                "inner_val": results, "picked": pick, "threshold_from": "inner val split (max challenge metric)",
                "engine_eval_seconds": round(t_eval, 1), "baseline_info": binfo,
-               "seconds_features": round(t_feat, 1), "seconds_total": round(time.time() - t_start, 1)}
+               "seconds_features": round(t_feat, 1), "seconds_total": round(time.time() - t_start, 1),
+               "load_average": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}}
     d = m.to_dict()
     d["metrics"] = metrics
     d["label_space"] = {"name": "rsna-pneumonia", "kind": "detection", "classes": ["normal", "pneumonia"],
@@ -497,6 +612,44 @@ def challenge_dicoms(lm, threshold: float) -> dict:
     return out
 
 
+def candidate_summary(run: Path) -> dict:
+    """What a run that was not promoted measured (from its own manifest)."""
+    d = json.loads((Path(run) / "manifest.json").read_text())
+    m = d["metrics"]
+    b, h, c = m["inner_val"][m["picked"]]["best"], m["held_out"], m.get("challenge_dicoms") or {}
+    return {"run": str(run), "variant": m["picked"], "size": d["arch_kwargs"].get("size"),
+            "tta": d["arch_kwargs"].get("tta", ""), "epochs": d["training"]["args"].get("epochs"),
+            "best_epoch": b["epoch"], "val_auroc": b["val_auroc"], "val_challenge": b["val_challenge"],
+            "auroc": h["auroc"], "challenge_score": h["challenge_score"], "threshold": d["threshold"],
+            "dicom_hits": c.get("positives_with_box_iou40"), "dicom_clean": c.get("negatives_without_box"),
+            "seconds": m["seconds_total"], "load_average": m.get("load_average")}
+
+
+def refresh_dicoms(folder: Path, candidates: list[Path] = ()) -> int:
+    """The challenge-DICOM figures of a saved model measured again through today's engine (the
+    held-out figures come from JPEGs, which that change does not touch); manifest and card rewritten."""
+    from radview.models.registry import clear_cache, load_model_folder
+
+    clear_cache()
+    lm = load_model_folder(folder, "cpu")
+    d = json.loads((Path(folder) / "manifest.json").read_text())
+    before = d["metrics"].get("challenge_dicoms") or {}
+    now = challenge_dicoms(lm, float(d["threshold"]))
+    now["measured_again"] = (time.strftime("%Y-%m-%d") + ": 8-bit DICOMs without a window now get the model input of "
+                             "their JPEG twins (pixels / 255), not the viewer's auto window; before: "
+                             f"{before.get('positives_with_box_iou40')} of {before.get('positives')} positives hit, "
+                             f"{before.get('negatives_without_box')} of {before.get('negatives')} negatives clear")
+    d["metrics"]["challenge_dicoms"] = now
+    if candidates:
+        d["metrics"]["candidates_not_promoted"] = [candidate_summary(r) for r in candidates]
+    (Path(folder) / "manifest.json").write_text(json.dumps(d, indent=2) + "\n")
+    write_card(Path(folder), d, argparse.Namespace(**d["training"]["args"]))
+    print(f"{folder}: positives hit {now['positives_with_box_iou40']}/{now['positives']}, negatives clear "
+          f"{now['negatives_without_box']}/{now['negatives']} (before {before.get('positives_with_box_iou40')}, "
+          f"{before.get('negatives_without_box')})")
+    return 0
+
+
 def merge_runs(folders: list[Path], out: Path) -> int:
     """Runs of single kinds trained in parallel (same split, seed and cache: `--kinds retinanet` and
     `--kinds fcos`) -> one model folder: the kind with the best inner-val score (the same rule as
@@ -527,107 +680,6 @@ def merge_runs(folders: list[Path], out: Path) -> int:
     write_card(out, d, args)
     print(f"merged {', '.join(r['metrics']['picked'] for r in runs)} -> {d['metrics']['picked']} in {out}")
     return 0
-
-
-def _fmt(v, pct=False):
-    if v is None:
-        return "n/a"
-    return f"{100 * v:.1f} %" if pct else f"{v:.3f}"
-
-
-def write_card(folder: Path, d: dict, args) -> None:
-    mt = d["metrics"]
-    h, b = mt["held_out"], mt["baseline_one_box"]
-    c = mt["split"]["counts"]
-    L = [f"# rsna-pneumonia: lung opacity boxes ({mt['picked'].upper()}, EfficientNet-Lite0 + FPN)", "",
-         d["description"], "",
-         "*Every figure here was measured by `scripts/train_rsna.py` in the run that wrote these weights, on the "
-         "held-out split, through the app's own engine (decode, preprocess, forward, boxes in image pixels).*", "",
-         "## Data and split", "",
-         f"`{mt['split']['source']}`: the 1,286 RSNA challenge images of `rsna-pneumonia/jpeg-512` (512 px JPEGs of "
-         "the challenge's 1024 px DICOMs), **not** the whole challenge (26,684 images). Split by image, seeded "
-         f"(seed {mt['split']['seed']}): held-out test {int(100 * mt['split']['test_frac'])} %, and of the rest "
-         f"{int(100 * mt['split']['val_frac'])} % inner validation (picks the detector kind, the epoch and the box "
-         "threshold; never the held-out split).", "",
-         "| split | images | positive | boxes |", "| --- | --- | --- | --- |"]
-    for k, v in c.items():
-        L.append(f"| {k} | {v['images']} | {v['positive']} | {v['boxes']} |")
-    L += ["", "## Held-out results (test split)", "",
-          "| metric | detector | baseline (one box per image) |", "| --- | --- | --- |",
-          f"| image AUROC (best box score) | {_fmt(h['auroc'])} | {_fmt(b['auroc'])} |",
-          f"| AUROC 95 % CI (bootstrap) | {_fmt(h['auroc_ci95'][0])}-{_fmt(h['auroc_ci95'][1])} | "
-          f"{_fmt(b['auroc_ci95'][0])}-{_fmt(b['auroc_ci95'][1])} |",
-          f"| threshold (from inner val) | {h['threshold']} | {b['threshold']} |",
-          f"| sensitivity at threshold | {_fmt(h['sensitivity'], True)} | {_fmt(b['sensitivity'], True)} |",
-          f"| specificity at threshold | {_fmt(h['specificity'], True)} | {_fmt(b['specificity'], True)} |",
-          f"| challenge metric | {_fmt(h['challenge_score'])} | {_fmt(b['challenge_score'])} |",
-          f"| challenge metric 95 % CI | {_fmt(h['challenge_score_ci95'][0])}-{_fmt(h['challenge_score_ci95'][1])} | "
-          f"{_fmt(b['challenge_score_ci95'][0])}-{_fmt(b['challenge_score_ci95'][1])} |",
-          f"| images scored by the metric | {h['images_scored']} | {b['images_scored']} |",
-          f"| box recall at IoU 0.4 | {_fmt(h['box_recall_iou40'])} ({h['box_recall_hits']}/{h['truth_boxes']}) | "
-          f"{_fmt(b['box_recall_iou40'])} ({b['box_recall_hits']}/{b['truth_boxes']}) |"]
-    for i, p in enumerate(h["froc"]):
-        L.append(f"| FROC: sensitivity at {p['fp_per_image']:g} false boxes/image | {p['sensitivity']:.3f} | "
-                 f"{b['froc'][i]['sensitivity']:.3f} |")
-    L += [f"| ECE (5 bins) | {h['ece']:.3f} | {b['ece']:.3f} |", "",
-          "Challenge metric as on Kaggle: per image the mean over IoU thresholds 0.40-0.75 (step 0.05) of "
-          "TP/(TP+FP+FN), boxes at or above the threshold, then the mean over images; images with no truth box and "
-          "no predicted box are excluded (Kaggle's definition); an image with predictions but no truth scores 0. "
-          f"Counting those true negatives as 1 instead would give {h['challenge_score_counting_true_negatives_as_1']:.3f}.", "",
-          "Reliability of the image probability (best box score), 5 bins:", "",
-          "| bin | images | mean probability | observed positive rate |", "| --- | --- | --- | --- |"]
-    for r in h["reliability"]:
-        L.append(f"| {r['bin']} | {r['n']} | {_fmt(r['mean_prob'])} | {_fmt(r['observed'])} |")
-    ch = mt.get("challenge_dicoms") or {}
-    if ch:
-        L += ["", f"The 10 real challenge DICOMs of `rsna-pneumonia/stage_2_train_images` (1024 px, not in jpeg-512): "
-              f"a box at or above the threshold with IoU >= 0.4 on {ch['positives_with_box_iou40']} of "
-              f"{ch['positives']} positive images; no box above the threshold on {ch['negatives_without_box']} of "
-              f"{ch['negatives']} negatives (per image: "
-              + ", ".join(f"{r['image']} p={r['probability']:.2f} IoU {r['best_iou']:.2f}" for r in ch["images"]) + ")."]
-    L += ["", "## Why this detector", "",
-          "Inner-validation comparison (same cached features, same schedule); held-out figures of both kinds "
-          "(cached-feature path) for reference:", "",
-          "| kind | inner-val challenge | inner-val AUROC | best epoch | train s | held-out challenge | held-out AUROC |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
-    for k, r in mt["inner_val"].items():
-        hk = mt["kinds_on_cached_features"][k]
-        L.append(f"| {k} | {r['best']['val_challenge']:.3f} | {r['best']['val_auroc']:.3f} | {r['best']['epoch']} | "
-                 f"{r['seconds']} | {_fmt(hk['challenge_score'])} | {_fmt(hk['auroc'])} |")
-    L += ["", f"Picked: **{mt['picked']}** (higher inner-val challenge metric + AUROC/4). Faster R-CNN was not "
-          "trained: its two-stage RoI head costs more per step on 2 CPU cores and torchvision's RPN needs the "
-          "image-size anchors recomputed per batch; the one-stage heads train on cached features directly."
-          + (" The kinds were trained in parallel runs of one kind each (same split, seed and cached features; "
-             "`--merge` joined them): times per run " + ", ".join(f"{t} s" for t in mt["seconds_total_parallel_runs"])
-             + "." if mt.get("merged_from") else ""), "",
-          "## Recipe", "",
-          f"- Input {args.size} px (squash), gray replicated, ImageNet normalisation inside the detector; the "
-          "frozen ImageNet EfficientNet-Lite0 body's stride-16/32 outputs cached once per image and per "
-          f"augmented copy ({args.aug} per training image: flip, scale 0.85-1.15, shift +-8 %, gamma/contrast/brightness, "
-          "boxes transformed with the pixels); FPN (64 ch, P4-P7) + 2-conv heads trained with AdamW "
-          f"(lr {args.lr}, one-cycle, {args.epochs} epochs, batch {args.bs}).",
-          "- Baseline: the seed-003 approach on the same cached stride-32 features: conv + mean/max pooling + MLP "
-          "-> image logit (cross-entropy) + the largest box (L1 on sigmoid cx, cy, w, h).",
-          f"- Time on 2 shared CPU cores (6 other jobs running): backbone features of every image and copy "
-          f"{mt.get('seconds_feature_cache_run', mt['seconds_features'])} s (once, cached), then this run "
-          f"{mt['seconds_total']} s (head training, baseline, evaluation).", "",
-          *(["## Targets (AUROC >= 0.85, challenge metric >= 0.15): reached on this split", "",
-             f"Both point estimates reach the targets; the lower ends of their 95 % CIs "
-             f"({_fmt(h['auroc_ci95'][0])}, {_fmt(h['challenge_score_ci95'][0])}) do not, with 193 held-out images. "
-             "What would make the margin safe:", ""]
-            if (h["auroc"] or 0) >= 0.85 and (h["challenge_score"] or 0) >= 0.15 else
-            ["## What would close the gap to the targets (AUROC >= 0.85, challenge metric >= 0.15)", ""]),
-          "- More data: 1,286 images here vs 26,684 in the challenge (the full recipe runs with "
-          "`--images stage_2_train_images --labels stage_2_train_labels.csv`).",
-          "- Fine-tuning the backbone (here frozen ImageNet features, for the CPU budget), ideally after "
-          "pretraining it on chest films (Kermany, NIH ChestX-ray14), and a larger input (512 px).",
-          "",
-          "## Gate and intended use", "",
-          "DICOM Modality (CR/DX/DR/RG) and BodyPartExamined (CHEST/THORAX/LUNG), then the bundled `body-part` "
-          "model: the image must be in its domain and called `chest`. Research use; boxes are suggestions for review, "
-          "not diagnoses. RSNA challenge images are adults' films from NIH ChestX-ray14; other populations "
-          "(children, other hospitals) are unmeasured.", ""]
-    (folder / "MODEL_CARD.md").write_text("\n".join(L))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,16 @@ def radview_home(tmp_path_factory, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def sqlite_store(tmp_path):
+    """A label store in a SQLite file of the test's own (reader alice), closed afterwards."""
+    from radview.store import LabelStore
+
+    s = LabelStore(tmp_path / "labels.sqlite", reader="alice")
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """../shared/data (real data beside the project); skips where it is absent."""
     if not SHARED_DATA.is_dir():

@@ -73,6 +73,32 @@ def test_body_part_manifest_weights_and_card_figures():
         assert f"| {src} | {v['n']} | {100 * v['accuracy']:.1f} % |" in card
     assert str(m["gate"]["margin"]) in card and m["gate"]["margin"] > 0
     assert info.manifest.to_dict()["label_space"]["name"] == "body-part"
+    # every leave-one-source-out run of every recipe is in the card, the shipped one marked
+    ship = m["shipped_config"]
+    assert set(m["configs"]) >= {ship, "plain"} and m["loso"] == m["configs"][ship]["loso"]
+    assert set(m["loso"]) == {"covid", "kermany", "rsna", "openi-chest"}
+    for cname, c in m["configs"].items():
+        for run, v in c["loso"].items():
+            label = f"{cname} (shipped)" if cname == ship else cname
+            assert f"| {label} | {run} | {v['n']} | {100 * v['chest_recall']:.1f} % |" in card
+    # the gate: the shipped bank is the widest-margin storable candidate, every candidate in the card
+    cands = m["gate_candidates"]
+    storable = {k: v for k, v in cands.items() if v["rows"] is not None}
+    assert m["gate"]["name"] in storable and "prototypes" in storable
+    assert m["gate"]["margin"] == max(v["margin"] for v in storable.values() if v["rows"] <= 1200)
+    for k, v in cands.items():
+        assert f"| {v['in_domain_min']} | {v['out_domain_max']} | {v['margin']} |" in card, k
+
+
+def test_the_gate_bank_in_the_weights_is_the_one_the_manifest_describes():
+    """The registry loads the bundled bank (rows, names) and the calibrated threshold."""
+    model = registry.load_model("body-part", "cpu")
+    m = model.manifest.metrics
+    assert model.gate is not None
+    assert model.gate.class_means.shape == (m["gate"]["rows"], 1280)
+    assert np.allclose(np.linalg.norm(model.gate.class_means, axis=1), 1.0, atol=1e-4)
+    assert model.gate.threshold == pytest.approx(m["gate"]["threshold"])
+    assert {n.split(":")[0] for n in model.gate.classes} == {"chest", "abdomen", "musculoskeletal"}
 
 
 def test_one_held_out_image_per_source_is_called_right(held_out):
@@ -213,3 +239,38 @@ def _tiny_chest_model(tmp_path):
                  input=InputSpec(size=(64, 64)), domain=DomainSpec(gate_model="body-part", gate_classes=("chest",)))
     recipe.save_model_folder(net, m, tmp_path / "tiny-chest")
     return registry.load_model_folder(tmp_path / "tiny-chest", "cpu")
+
+
+def test_recipe_pieces_augment_head_and_gate_banks():
+    """radview.train.body_part on generated data: augmentation keeps [0, 1] and is seeded; the
+    mixup head separates two clusters; a 1-NN bank scores a training-like vector above noise."""
+    from radview.train import body_part as bp
+
+    img = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+    a1 = bp.augment(img, np.random.default_rng([0, 1]))
+    a2 = bp.augment(img, np.random.default_rng([0, 1]))
+    assert np.array_equal(a1, a2) and a1.dtype == np.float32 and 0.0 <= a1.min() <= a1.max() <= 1.0
+    shapes = {bp.augment(img, np.random.default_rng([0, k])).shape for k in range(12)}
+    assert len(shapes) > 3  # zoom-out, crops and aspect changes vary the frame
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (40, 16)) + 3, rng.normal(0, 1, (40, 16)) - 3]).astype(np.float32)
+    y = np.asarray([0] * 40 + [1] * 40)
+    w = bp.source_balanced_weights(y, np.asarray(["a"] * 30 + ["b"] * 10 + ["c"] * 40), 2)
+    assert w[:30].sum() == pytest.approx(w[30:40].sum()) and w[:40].sum() == pytest.approx(w[40:].sum())
+    W, b = bp.fit_head(x, y, w, 2, epochs=60, mixup=0.4)
+    assert (bp.softmax(x @ W.T + b).argmax(1) == y).mean() == 1.0
+    bank = bp.l2(x[:40])
+    assert bp.bank_similarity(bank, x[:1] + 0.01)[0] > 0.99
+    assert bp.bank_similarity(bank, -x[:1])[0] < 0.5
+    centres = bp.kmeans_cosine(x[:40], 4)
+    assert centres.shape == (4, 16) and np.allclose(np.linalg.norm(centres, axis=1), 1, atol=1e-5)
+
+
+def test_shipped_recipe_rule():
+    """The card's rule: best lowest leave-one-source-out recall among recipes meeting 98 % held-out."""
+    mod = _script()
+
+    def run(held, *loso):
+        return {"per_source": {"s": {"accuracy": held}}, "loso": {str(i): {"chest_recall": r} for i, r in enumerate(loso)}}
+    runs = {"a": run(1.0, 0.99, 0.90), "b": run(0.97, 0.99, 0.99), "c": run(0.99, 0.96, 0.97)}
+    assert mod.choose_config(runs) == "c"

@@ -106,7 +106,14 @@ def test_predict_json_and_out_of_domain_rows(tmp_path, testdata, capsys):
     for name in ("CT_small.dcm", "RG3_UNCR.dcm"):
         (src / name).write_bytes(open(testdata(name), "rb").read())
     out = tmp_path / "p.json"
+    # routed by default (issue 13): neither a CT nor a tibia is run by a chest/abdomen model
     assert main(["predict", str(src), "--model", "region", "--out", str(out)]) == 0
+    skipped = {r["path"].split("/")[-1]: r for r in json.loads(out.read_text())}
+    assert {r["level"] for r in skipped.values()} == {"skipped"} and set(skipped) == {"CT_small.dcm", "RG3_UNCR.dcm"}
+    assert "Modality CT" in skipped["CT_small.dcm"]["domain_reason"]
+    assert "musculoskeletal" in skipped["RG3_UNCR.dcm"]["domain_reason"]
+    # asked to run on every study, the gate flags both
+    assert main(["predict", str(src), "--model", "region", "--out", str(out), "--all-studies"]) == 0
     rows = json.loads(out.read_text())
     assert all(list(r.keys()) == REGION_COLS for r in rows)
     imgs = {r["path"].split("/")[-1]: r for r in rows if r["level"] == "image"}

@@ -33,12 +33,15 @@ def test_region_model_on_real_val_pngs(region, shared_data):
     assert all(p.model == "region" and p.classes == ("abd", "chest") and abs(sum(p.probs) - 1) < 1e-6 for p in preds)
 
 
-def test_real_chest_dicoms_are_in_domain_chest(region, shared_data):
+def test_real_chest_dicoms_are_in_domain_chest(shared_data):
+    # the body-part model is the gate every chest model leans on. (The legacy 65-image `region` model
+    # calls 2 of these 5 "abd" once 8-bit DICOMs get pixels/255 like their JPEG twins, instead of the
+    # viewer's auto window that hid that weakness: its card says how little it saw.)
     files = sorted((shared_data / "rsna-pneumonia" / "stage_2_train_images").glob("*.dcm"))[:4]
     files.append(shared_data / "dicom" / "siim-chest-cr-jpeg-baseline.dcm")
-    preds = list(iter_predict([str(f) for f in files], region))
+    preds = list(iter_predict([str(f) for f in files], registry.load_model("body-part", "cpu")))
     assert all(p.error is None for p in preds)
-    assert sum(p.predicted == "chest" for p in preds) >= 4
+    assert all(p.predicted == "chest" for p in preds), [(p.ref.path, p.probs) for p in preds]
     assert all(p.in_domain for p in preds), [(p.ref.path, p.domain_reason) for p in preds]
 
 

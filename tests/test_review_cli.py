@@ -59,14 +59,19 @@ def _trust_the_test_models(monkeypatch):
     monkeypatch.setenv("RADVIEW_ALLOW_TORCHSCRIPT", "1")
 
 
-@pytest.fixture
-def folder(tmp_path) -> Path:
+def make_folder(tmp_path) -> Path:
+    """A class-folder set under tmp_path/val: one gray PNG per level of LEVELS (img040.png ...)."""
     root = tmp_path / "val"
     for cls, levels in LEVELS.items():
         (root / cls).mkdir(parents=True)
         for v in levels:
             Image.fromarray(np.full((24, 20), v, np.uint8)).save(root / cls / f"img{v:03d}.png")
     return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_folder(tmp_path)
 
 
 def coloured_in_first_thumbnail(png) -> int:

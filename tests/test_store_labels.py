@@ -18,13 +18,6 @@ def store(store_target):
     s.close()
 
 
-@pytest.fixture
-def sqlite_store(tmp_path):
-    s = LabelStore(tmp_path / "labels.sqlite", reader="alice")
-    yield s
-    s.close()
-
-
 def test_default_path_is_under_radview_home(radview_home):
     with LabelStore() as s:
         assert s.path == radview_home / "labels.sqlite"
@@ -36,7 +29,7 @@ def test_schema_wal_foreign_keys_and_version(sqlite_store):
     store = sqlite_store
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4  # v2: label spaces, item keys; v3: measurements; v4: reader roles
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5  # v2: label spaces, item keys; v3: measurements; v4: reader roles; v5: projects, worklists, reads
     assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x52564C53
     conn.close()
     fk = store._db.conn().execute("PRAGMA foreign_keys").fetchone()[0]

@@ -274,7 +274,7 @@ def test_migration_of_a_v1_store_keeps_history_and_follows_a_move(tmp_path):
     db = tmp_path / "old.sqlite"
     _v1_store(db, key)
     with LabelStore(db) as s:
-        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == schema.LATEST == 4
+        assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == schema.LATEST == 5
         assert s.integrity_check() == "ok"
         [e] = s.history()
         assert (e.uid, e.new_value, e.space) == ("u1", "abd", "")  # no space known yet

@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "models",
     "predict",
     "review",
+    "worklist",
     "import_labels",
     "export",
     "train",

@@ -3,8 +3,11 @@
 Runs a model over an image file or a folder (grouped into studies by radview.io.scan) and
 writes one row per image and, after its images, one row per study (the MURA rule). Columns:
 
-    level (image|study), path, study, predicted, probability, p_<class>..., boxes,
+    level (image|study|skipped), path, study, predicted, probability, p_<class>..., boxes,
     in_domain (true|false), domain_reason, error
+
+A study whose body part (DICOM header, else the body-part model) is outside the model's domain
+is not run: one `skipped` row with the reason (radview.cli.predict_routing; --all-studies runs it).
 
 `probability` is that of the predicted class; `boxes` is a JSON list for detection models
 (pixels of the input file, whatever its size: x, y, width, height, label, score; the boxes
@@ -34,12 +37,22 @@ def add_subparser(subparsers) -> None:
                    help="default: gradcam for classifiers, hirescam for detectors")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, help="torch threads (default: cores - 1)")
-    p.add_argument("--no-gate", action="store_true", help="skip the out-of-domain checks")
+    p.add_argument("--no-gate", action="store_true", help="skip the out-of-domain checks (and routing)")
+    p.add_argument("--all-studies", action="store_true", help="run on every study, also those whose body "
+                   "part is outside the model's domain (default: skipped, one level=skipped row each)")
     p.add_argument("--labels", help="label file for the scan (MURA CSV, RSNA CSV, path,label CSV)")
     p.add_argument("--site", help="site whose calibration the probabilities are checked against "
                    "(default: the folder's name, as `radview review --calibrate` saves it)")
     p.add_argument("--all-boxes", action="store_true",
                    help="detection: write every box the model returns, also those below its threshold")
+    # scale-out (radview.cli.predict_dist): torchrun ranks or --shard K/N write into the store, resumable
+    p.add_argument("--shard", metavar="K/N", help="predict shard K of N (0-based) of the studies, into the "
+                   "store; images already there for this model version are skipped (torchrun ranks: automatic)")
+    p.add_argument("--shard-by", choices=("hash", "index"), default="hash",
+                   help="hash: stable hash of the study key (default); index: sorted studies round-robin")
+    p.add_argument("--store", nargs="?", const="", default=None, metavar="TARGET",
+                   help="write predictions into the label store and skip those already there (TARGET: a "
+                   "SQLite file or postgresql:// URL; default RADVIEW_STORE, the settings entry, the user's store)")
     p.set_defaults(func=run)
 
 
@@ -150,6 +163,10 @@ def _write_cam(model, pred, cam_dir: str, index: int, method: str) -> str | None
 
 def run(args) -> int:
     from radview.cli import CliError
+    from radview.cli import predict_dist
+
+    if predict_dist.wanted(args):  # shards / torchrun ranks / --store
+        return predict_dist.run(args)
 
     if not os.path.exists(args.path):
         raise CliError(f"{args.path}: no such file or folder")
@@ -166,8 +183,12 @@ def run(args) -> int:
     except ModelError as exc:
         raise CliError(str(exc)) from None
     result = scan(args.path, labels=args.labels)
+    from radview.cli import predict_routing
+
+    studies, skipped = (list(result.studies), []) if args.no_gate or args.all_studies else \
+        predict_routing.route_studies(result.studies, model.manifest, args.device, args.batch_size)
     refs, study_of, sizes = [], {}, {}
-    for s in result.studies:
+    for s in studies:
         sizes[s.key] = len(s.views)
         for v in s.views:
             refs.append(v.ref)
@@ -188,6 +209,8 @@ def run(args) -> int:
                           "domain_reason": ""})
             n_err += 1
             n_img += 1  # an image row too: the file the scan could not read
+        for sr in skipped:
+            writer.write({**predict_routing.skipped_row(sr), "calibration": ""})
         pending: dict[str, list] = {}
         for i, pred in enumerate(iter_predict(refs, model, batch_size=args.batch_size, gate=not args.no_gate)):
             key = study_of.get(pred.ref.key, pred.ref.key)
@@ -210,6 +233,8 @@ def run(args) -> int:
             n_study += 1
     finally:
         writer.close()
+    if skipped:
+        print(predict_routing.summary(skipped, m.name), file=sys.stderr)
     print(f"radview predict: {n_img} images, {n_study} studies, {n_err} errors"
           + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     return 0

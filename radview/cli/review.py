@@ -36,6 +36,11 @@ def add_subparser(sub) -> None:
                    help="save a site threshold for the model: youden, kappa, accuracy or a "
                         "number; marked as site-chosen and used by later reviews")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (1000)")
+    p.add_argument("--project", metavar="NAME",
+                   help="agreement of a reading project's reads (radview worklist): inter-reader "
+                        "kappa, each reader vs the model and vs the final label, per study type")
+    p.add_argument("--agreement", action="store_true",
+                   help="agreement of the readers' corrections in the store (without --project)")
     p.add_argument("--no-store", action="store_true",
                    help="ignore the label store and its prediction cache")
     from radview.cli import _label_issues  # --label-issues, --next, --calibrate (issue 17)
@@ -144,6 +149,8 @@ def run(args) -> int:
     summary = summarize(data, top_k=args.top, min_count=args.min_count,
                         n_resamples=args.resamples)
 
+    agreement = _agreement(args, store, collected, studies)
+
     saved = None
     if args.save_threshold:
         saved = _save_threshold(args, summary, data)
@@ -169,6 +176,11 @@ def run(args) -> int:
         if saved is not None:
             out["saved_threshold"] = {"threshold": saved.threshold, "criterion": saved.criterion,
                                       "source": saved.source}
+        if agreement is not None:
+            from radview.review.agreement import team_agreement_dict
+
+            out["agreement"] = team_agreement_dict(agreement)
+            out["agreement"]["project"] = args.project
         json.dump(out, sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
     else:
@@ -184,19 +196,51 @@ def run(args) -> int:
         if saved is not None:
             extra.append(f"saved site threshold {saved.threshold:.3f} ({saved.criterion})")
         print(format_summary(summary, extra))
+        if agreement is not None:
+            from radview.review.agreement import team_agreement_lines
+
+            print(f"\nagreement ({'project ' + args.project if args.project else 'corrections'}, "
+                  f"{agreement.n_items} items, readers {', '.join(agreement.readers) or 'none'}):")
+            print("\n".join(team_agreement_lines(agreement, "  ") or ["  nothing to compare"]))
     if store is not None:
         store.close()
     return 0
 
 
+def _agreement(args, store, collected, studies):
+    """The team's agreement (issue 16) over the reviewed studies, or None when not asked."""
+    from radview.cli import CliError
+
+    if not (args.project or args.agreement):
+        return None
+    if store is None:
+        raise CliError("--project / --agreement need the label store (not --no-store)")
+    from radview.review import agreement as ag
+
+    reviewed = {s.key for s in studies}
+    model = {sp.study_key: sp.predicted for sp in collected.predictions if sp.predicted}
+    n_boot = args.resamples
+    try:
+        if args.project:
+            return ag.project_agreement(store, args.project, model=model, n_boot=n_boot)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    reads = {r: {k: v for k, v in per.items() if k in reviewed}
+             for r, per in ag.reads_from_store(store, level="study").items()}
+    data_truth = {k: v.value for k, v in store.labels("study", list(reviewed)).items() if v.value}
+    return ag.team_agreement(reads, final=data_truth, model=model,
+                             study_types={s.key: s.study_type for s in studies if s.study_type},
+                             n_boot=n_boot)
+
+
 def _open_store():
-    from radview.paths import store_db_path
+    from radview.store import LabelStore, StoreError
+    from radview.store.backends import store_target
 
     try:
-        path = store_db_path()
-    except OSError as exc:
+        path = store_target()  # RADVIEW_STORE / the settings may name the team's PostgreSQL
+    except (OSError, StoreError) as exc:
         return None, f"label store unavailable ({exc}); using folder labels only"
-    from radview.store import LabelStore, StoreError
 
     try:
         return LabelStore(path), ""

@@ -310,6 +310,9 @@ def _event_record(e: Correction, by_id: dict[int, Correction], keys: Callable[[s
         "exclude_from_training": e.exclude_from_training,
         "inverse_of_uid": by_id[e.inverse_of].uid if e.inverse_of is not None else None,
         "consumed_by_run": e.consumed_by_run, "space": e.space,
+        "role": e.role, "project": e.project,
+        "conflict_with_uid": (by_id[e.conflict_with].uid
+                              if e.conflict_with is not None and e.conflict_with in by_id else None),
     }
 
 
@@ -360,10 +363,18 @@ def iter_json(store: LabelStore, deid: Deidentifier | None = None, root: str | N
                                 "source": state.source.source,
                                 "space": state.source.space})
             if state.label is not None:
+                decided = by_id.get(state.last_event_id) if state.corrected else None
+                who = decided.reader if decided is not None else ""
                 current.append({"level": level, "key": keys(key), "value": state.label.value,
                                 "boxes": [box_to_dict(b) for b in state.label.boxes],
                                 "source": state.label.source, "corrected": state.corrected,
-                                "excluded": state.excluded, "space": state.label.space})
+                                "excluded": state.excluded, "space": state.label.space,
+                                # who decided the current label (a correction's reader), and
+                                # their role; a reading project's final label names its project
+                                "reader": (deid.reader(who) if deid and who else who),
+                                "role": decided.role if decided is not None else "",
+                                "project": decided.project if decided is not None else ""})
+    projects = {p.name: p for p in store.projects()}
     doc: dict[str, Any] = {
         "format": JSON_FORMAT, "version": JSON_VERSION, "exported": utc_now(),
         "deidentification": ({"profile": PROFILE, "method": METHOD, "key_id": deid.key_id}
@@ -373,6 +384,16 @@ def iter_json(store: LabelStore, deid: Deidentifier | None = None, root: str | N
         "corrections": [_event_record(e, by_id, keys, deid) for e in history],
         "labels": current,
         "measurements": measurement_records(store, keys, bound.folder),
+        # blinded reads of reading projects (issue 16): every read is kept; the final label
+        # of each item is among "corrections" (with its "project")
+        "projects": [{"name": p.name, "level": p.level, "space": p.space, "reads": p.reads,
+                      "blinded": p.blinded, "hide_model": p.hide_model} for p in projects.values()],
+        "reads": [{"uid": r.uid, "project": r.project, "key": keys(r.key),
+                   "reader": deid.reader(r.reader) if deid else r.reader, "role": r.role,
+                   "value": r.value, "reason": r.reason, "note": "" if deid else r.note,
+                   "model_shown": r.model_shown, "others_shown": r.others_shown, "time": r.time}
+                  for r in store.read_log() if r.project in projects
+                  and bound.ok(r.key, projects[r.project].level, Label(None, space=projects[r.project].space))],
     }
     yield Progress(3, 3, "done")
     return json.dumps(doc, indent=1), len(current), {}

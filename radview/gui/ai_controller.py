@@ -4,17 +4,17 @@ result goes (browser columns, boxes, heatmaps, banner, study call), and stale-re
 Runs on the GUI thread; everything torch happens on the executor (`workers.ModelExecutor`).
 
 Several models at once (issues 12/13): the *heatmap* model (the AI panel's "Heatmap & call
-from": Grad-CAM, study call, browser Prediction column; the user picked it, so it runs on every
-study), the *boxes* model ("Boxes from": by default the first installed detection model, e.g. the
-bundled rsna-pneumonia) and the `body-part` gate. The executor runs body-part on every study
-(Body part column, `routing.study_verdict`: DICOM header first), then the boxes model only on the
-studies `routing.route` sends it to; a skipped study says why, and "Run on this study" asks for it
-anyway.
+from": Grad-CAM, study call, browser Prediction column; the user picked it, but it too runs
+only on studies of its domain), the *boxes* model ("Boxes from": by default the first installed
+detection model, e.g. the bundled rsna-pneumonia) and the `body-part` gate. The executor runs
+body-part on every study (Body part column, `routing.study_verdict`: DICOM header first), then
+the heatmap model and the boxes model only on the studies `routing.route` sends each to; a
+skipped study says why, and "Run on this study" asks for it anyway.
 """
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from radview.gui import settings as cfg
 from radview.gui.ai_routing import GATE_MODEL, RoutingMixin, body_part_text, view_metas  # noqa: F401
@@ -70,6 +70,7 @@ class AIController(RoutingMixin, QObject):
         self.model_name = ""
         self.gen = -1  # generation whose results we accept
         self.wanted_cams: set[tuple] = set()
+        self._threshold_gen = 0  # score-slider updates in flight (one canvas per turn)
         self._luts: dict[str, np.ndarray] = {}
         self.models_ready = False
         self.load_failed = False
@@ -234,7 +235,7 @@ class AIController(RoutingMixin, QObject):
         current = self.w.viewer.study
 
         def todo(s) -> bool:
-            if self.model_info is not None and s.key not in self.study_preds:
+            if self.model_info is not None and s.key not in self.study_preds and not self.primary_skip(s.key):
                 return True
             if self.gate and s.key not in self.body_parts:
                 return True
@@ -344,7 +345,8 @@ class AIController(RoutingMixin, QObject):
         if gen == self.gen:
             self.w.show_progress(None)
             n = len(self.w.browser.model.studies)
-            if self.model_info is not None and n and len(self.study_preds) >= n and not self._handed_over:
+            skipped = sum(1 for (m, _k) in self.skips if m == self.model_name)  # routed away (bodypart)
+            if self.model_info is not None and n and len(self.study_preds) + skipped >= n and not self._handed_over:
                 self._handed_over = True
                 self.w.folder_inferred(list(self.study_preds.values()))
 
@@ -372,11 +374,20 @@ class AIController(RoutingMixin, QObject):
         viewer = self.w.viewer
         wanted = []
         ov = self.state.overlays
+        blind = getattr(self.w, "blinding", None)  # a blinded read (radview.gui.blinding)
         for vi, canvas in viewer.visible_canvases():
             view = viewer.study.views[vi]
+            truth = self.w.truth_boxes(view) if blind is None or blind.others else ()
+            if blind is not None and not blind.model:  # no answer, boxes nor CAM of the model
+                canvas.set_boxes((), truth)
+                canvas.banner = ""
+                canvas.annotations["top_right"] = []
+                canvas.heat_key = None
+                canvas.set_heatmap(None)
+                canvas.viewport().update()
+                continue
             pred = self.preds.get(view.ref.key)
             bpred = self.boxes_of(view.ref.key)
-            truth = self.w.truth_boxes(view)
             canvas.set_boxes(bpred.boxes if bpred is not None else (), truth)
             canvas.score_threshold = ov.threshold
             canvas.set_show_boxes(ov.show_boxes)
@@ -422,19 +433,32 @@ class AIController(RoutingMixin, QObject):
             for _vi, canvas in canvases:
                 canvas.set_show_boxes(ov.show_boxes)
         if "threshold" in changed:  # box visibility and the corner text only
-            viewer = self.w.viewer
-            for vi, canvas in canvases:
-                canvas.set_score_threshold(ov.threshold)
-                key = viewer.study.views[vi].ref.key
-                canvas.annotations["top_right"] = self._view_lines(self.preds.get(key), key)
-            self._show_routes(viewer.study)
+            self._threshold_gen += 1
+            active = self.w.viewer.active_canvas()
+            todo = sorted(canvases, key=lambda vc: vc[1] is not active)  # the active view first
+            self._threshold_step(self._threshold_gen, todo)
+            self._show_routes(self.w.viewer.study)
         if {"show_cam", "block", "model_saw"} & set(changed):
             self._auto_cams()
         if {"show_cam", "colormap", "block"} & set(changed):
             self.refresh()
 
+    def _threshold_step(self, gen: int, todo: list) -> None:
+        """One canvas per event-loop turn: each repaints in a turn of its own (4 large canvases
+        repainted in one turn stalled the loop ~4x as long), a newer threshold supersedes."""
+        if gen != self._threshold_gen or not todo:
+            return
+        (vi, canvas), rest = todo[0], todo[1:]
+        study = self.w.viewer.study
+        if study is not None and vi < len(study.views) and canvas.isVisible():
+            canvas.set_score_threshold(self.threshold)
+            key = study.views[vi].ref.key
+            canvas.annotations["top_right"] = self._view_lines(self.preds.get(key), key)
+        if rest:
+            QTimer.singleShot(0, lambda: self._threshold_step(gen, rest))
+
     def _view_lines(self, pred: Prediction | None, ref_key: str | None = None) -> list[str]:
-        lines = self._primary_lines(pred)
+        lines = (self._primary_skip_lines(self.w.viewer.study) if pred is None else []) or self._primary_lines(pred)
         key = ref_key or (pred.ref.key if pred is not None else None)
         side = self.box_model if self.box_model in self.side_models() else ""
         if side and key is not None:

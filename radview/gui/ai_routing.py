@@ -2,10 +2,13 @@
 the boxes overlay's model, the body-part column, routed skips and "Run on this study".
 
 The executor (radview.models.executor, `set_routing`) runs the `body-part` gate on every study
-(verdict: DICOM header first, then the model: radview.models.routing.study_verdict), the heatmap
-model on every study (the user picked it), and the boxes model only where `routing.route` sends
-it; this mixin turns those events into the browser's Body part column, the drawn boxes, the AI
-panel's routing lines and the canvas banner.
+(verdict: DICOM header first, then the model: radview.models.routing.study_verdict), then the
+heatmap model and the boxes model each only where `routing.route` sends them (a chest model is
+not run on a hand); a skipped study arrives as `skipped(model, key, reason)`, for the heatmap
+model as much as for the boxes model. This mixin turns those events into the browser's Body part
+column (" · not run" when the heatmap model skipped the study; the reason in its tooltip), the
+drawn boxes, the AI panel's routing lines, the canvas corner text and banner, and "Run on this
+study" (runs every model routing skipped on the visible study).
 """
 from __future__ import annotations
 
@@ -27,12 +30,11 @@ def body_part_text(verdict) -> str:
 
 
 def view_metas(study: Study) -> tuple[dict, ...]:
-    """The header values routing reads (Modality, BodyPartExamined): DICOM views only."""
-    out = []
-    for v in study.views:
-        out.append({"Modality": v.modality, "BodyPartExamined": v.body_part} if (v.modality or v.body_part)
-                   else {})
-    return tuple(out)
+    """The header values routing reads (Modality, BodyPartExamined): DICOM views only (the same
+    as radview.models.routing.study_metas, which imports nothing heavy either)."""
+    from radview.models.routing import study_metas
+
+    return study_metas(study)
 
 
 class RoutingMixin:
@@ -88,23 +90,50 @@ class RoutingMixin:
         self._show_routes(self.w.viewer.study)
 
     def run_anyway(self, model: str) -> None:
-        """The user asked for `model` on the visible study whatever its body part."""
+        """The user asked for `model` on the visible study whatever its body part; every other
+        model routing skipped on it (the heatmap and the boxes model) runs too."""
         study = self.w.viewer.study
         if study is None or not model:
             return
-        self.skips.pop((model, study.key), None)
-        self.ex.run_anyway(study.key, tuple(v.ref for v in study.views), model, view_metas(study))
-        self.status.emit(f"running {model} on this study as asked")
+        names = [model] + [m for (m, k) in self.skips if k == study.key and m != model]
+        refs = tuple(v.ref for v in study.views)
+        for name in names:
+            self.skips.pop((name, study.key), None)
+            self.ex.run_anyway(study.key, refs, name, view_metas(study))
+        self._browser_body_part(study.key)
+        self.status.emit(f"running {', '.join(names)} on this study as asked")
         self._show_routes(study)
+        self.refresh()
+
+    def primary_skip(self, study_key: str | None) -> str:
+        """Why routing did not run the heatmap model on this study ("" : it ran or will)."""
+        if not study_key or not self.model_name:
+            return ""
+        return self.skips.get((self.model_name, study_key), "")
+
+    def _primary_skip_lines(self, study: Study | None) -> list[str]:
+        """The canvas corner text of a view whose study the heatmap model skipped."""
+        if study is None or not self.primary_skip(study.key):
+            return []
+        verdict = self.body_parts.get(study.key)
+        return [f"{self.model_name}: not run ({verdict.part if verdict is not None else 'outside its domain'})"]
+
+    def _browser_body_part(self, key: str) -> None:
+        verdict = self.body_parts.get(key)
+        browser = self.w.browser.model
+        if verdict is None or not hasattr(browser, "set_body_part"):
+            return
+        skip = self.primary_skip(key)
+        text = body_part_text(verdict) + (" · not run" if skip else "")
+        reason = verdict.reason + (f"\n{self.model_name} not run: {skip}" if skip else "")
+        browser.set_body_part(key, text, reason)
 
     # ------------------------------------------------------------------ side models, routing
     def _body_part(self, gen: int, key: str, verdict) -> None:
         if gen != self.gen:
             return
         self.body_parts[key] = verdict
-        browser = self.w.browser.model
-        if hasattr(browser, "set_body_part"):
-            browser.set_body_part(key, body_part_text(verdict), verdict.reason)
+        self._browser_body_part(key)
         current = self.w.viewer.study
         if current is not None and current.key == key:
             self._show_routes(current)
@@ -134,6 +163,8 @@ class RoutingMixin:
         if gen != self.gen:
             return
         self.skips[(model, key)] = reason
+        if model == self.model_name:
+            self._browser_body_part(key)
         current = self.w.viewer.study
         if current is not None and current.key == key:
             self._show_routes(current)
@@ -161,6 +192,7 @@ class RoutingMixin:
         if study is None:
             panel.show_routes(None, "", "", "")
             return
+        heat = self.primary_skip(study.key)
         verdict = self.body_parts.get(study.key)
         model = self.box_model if self.box_model in self.side_models() else ""
         skip = self.skips.get((model, study.key), "") if model else ""
@@ -173,7 +205,10 @@ class RoutingMixin:
             state = "…"
         else:
             state = self._box_summary(sp)
-        panel.show_routes(verdict, model, state, skip)
+        if heat:
+            panel.show_routes(verdict, model, state, skip, heatmap=self.model_name, heatmap_skipped=heat)
+        else:
+            panel.show_routes(verdict, model, state, skip)
 
     def _box_summary(self, sp: StudyPrediction) -> str:
         boxes = [b for p in sp.views for b in p.boxes]

@@ -29,10 +29,23 @@ def make_app(palette: bool = True) -> QApplication:
     return app
 
 
+def boxes_settled(window) -> bool:
+    """The boxes model routed to the visible study (the detector beside the heatmap model) has
+    answered for it: its study prediction is in, or the executor said why it was not run (outside
+    its domain, not installed, failed: radview.models.executor's Skipped). True with no such model."""
+    ai = getattr(window, "ai", None)
+    study = window.viewer.study
+    side = ai.side_models() if ai is not None and hasattr(ai, "side_models") else ()
+    if not side or study is None or not study.views:
+        return True
+    return all(study.key in ai.box_study or (m, study.key) in ai.skips for m in side)
+
+
 class ScreenshotWaiter:
     """Polls the window until the first study is shown and its inference (and heatmaps) are in,
-    then saves a screenshot of the whole main window and quits with exit code 0 (2 on a
-    model name that does not exist, 3 on timeout: the screenshot is saved anyway)."""
+    and the boxes of a boxes model routed to it (`boxes_settled`), then saves a screenshot of the
+    whole main window and quits with exit code 0 (2 on a model name that does not exist, 3 on
+    timeout: the screenshot is saved anyway)."""
 
     def __init__(self, window, path: str, timeout: float):
         self.w, self.path, self.deadline = window, path, time.monotonic() + timeout
@@ -44,7 +57,7 @@ class ScreenshotWaiter:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.w.is_settled():
+        if self.w.is_settled() and boxes_settled(self.w):
             self.settled_since = self.settled_since or now
             if now - self.settled_since < 0.3:  # let the last overlays paint
                 return

@@ -1,7 +1,9 @@
 """The image canvas: a QGraphicsView with the image, a heatmap layer and editable box items.
 
 Pixels always come from `radview.io.display.display_image`, so the canvas shows exactly what
-`radview render` writes. The heatmap and the boxes are children of the image item, so they are
+`radview render` writes, built at the resolution shown (radview.gui.image_item: box-averaged by
+a power-of-two level below 1:1, full resolution at 1:1 and closer; the pixel readout always
+reads the stored values). The heatmap and the boxes are children of the image item, so they are
 in image pixel coordinates and follow rotation and flips.
 
 Mouse: right-drag = window/level (live readout, throttled re-render); wheel = zoom around the
@@ -13,12 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 from superqt.utils import qthrottled
 
 from radview.gui.box_item import PRED_COLOR, TRUTH_COLOR, BoxItem  # noqa: F401 (kept importable from here)
+from radview.gui.image_item import ImageItem, level_for, reduced_stored
 from radview.types import Box, Frame, Window
 
 
@@ -33,6 +36,19 @@ def gray_qimage(arr: np.ndarray) -> QImage:
     else:
         fmt, bpl = QImage.Format.Format_RGBA8888, 4 * w
     return QImage(arr.data, w, h, bpl, fmt).copy()
+
+
+def _pixmap(arr: np.ndarray) -> QPixmap:
+    """uint8 gray / RGB / RGBA -> QPixmap in one conversion (the pixmap owns its pixels)."""
+    arr = np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        fmt, bpl = QImage.Format.Format_Grayscale8, w
+    elif arr.shape[2] == 3:
+        fmt, bpl = QImage.Format.Format_RGB888, 3 * w
+    else:
+        fmt, bpl = QImage.Format.Format_RGBA8888, 4 * w
+    return QPixmap.fromImage(QImage(arr.data, w, h, bpl, fmt))
 
 
 def modality_units(frame: Frame) -> str:
@@ -70,7 +86,7 @@ class ImageCanvas(QGraphicsView):
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
-        self.image_item = QGraphicsPixmapItem()
+        self.image_item = ImageItem()
         self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self.image_item)
         self.heat_item = QGraphicsPixmapItem(self.image_item)
@@ -94,7 +110,10 @@ class ImageCanvas(QGraphicsView):
         self.banner = ""
         self.message = ""
         self.active = False
-        self.last_display: np.ndarray | None = None
+        self.last_display: np.ndarray | None = None  # the display image shown (at display_level)
+        self._levels: dict[int, Frame] = {}  # the frame's stored values reduced per level
+        self._array_shown = False  # show_array: a ready image, no levels
+        self._relevel_pending = False
         self.heat_key: tuple | None = None  # what the heat layer shows (the AI controller's cache key)
         self._fit_mode = True
         self._drag: tuple[str, QPointF, Window | None] | None = None
@@ -114,43 +133,97 @@ class ImageCanvas(QGraphicsView):
     def set_frame(self, frame: Frame | None, window: Window | None = None, keep_view: bool = False) -> None:
         if frame is not self.frame or frame is None:
             # a new image: nothing of the previous one may stay on screen (header, readout)
+            self._levels = {}
             self.annotations.clear()
             if self._pixel_text:
                 self._pixel_text = ""
                 self.pixelInfo.emit("")
         self.frame = frame
+        self._array_shown = False
         self.message = ""
         self.clear_overlays()
         if frame is None:
-            self.image_item.setPixmap(QPixmap())
+            self.image_item.set_display(QPixmap(), 1, (0, 0))
             self.last_display = None
             self.viewport().update()
             return
         self.window = window  # None: the file's own VOI (VOI LUT, else its first window, else auto)
-        self.render_image()
+        h, w = frame.shape
+        if self.image_item.image_size() != (float(w), float(h)):
+            self.image_item.set_display(QPixmap(), 1, (w, h))  # the geometry first: fit needs it
         self._apply_orientation()
         if not keep_view or self._fit_mode:
             self.fit()
+        self.render_image()  # at the level of the zoom it is shown at
 
     def set_message(self, text: str) -> None:
         """A centred message in place of an image (loading…, or an error)."""
         self.message = text
         self.viewport().update()
 
+    @property
+    def display_level(self) -> int:
+        """How many image pixels a display pixel averages per side (1: full resolution)."""
+        return self.image_item.level
+
+    def wanted_level(self) -> int:
+        """The display level for the current zoom (device pixels per image pixel)."""
+        if self.frame is None or self._array_shown:
+            return 1
+        return level_for(self.zoom() * self.devicePixelRatioF())
+
+    def _level_frame(self, k: int) -> Frame:
+        f = self._levels.get(k)
+        if f is None:
+            f = self.frame if k == 1 else replace(self.frame, stored=reduced_stored(self.frame.stored, k))
+            self._levels = {k: f}  # one level kept (the shown one): zooming rebuilds it
+        return f
+
     def render_image(self) -> None:
         if self.frame is None:
             return
         from radview.io.display import display_image
 
-        arr = display_image(self.frame, window=self.window, invert=self.effective_invert())
+        k = self.wanted_level()
+        arr = display_image(self._level_frame(k), window=self.window, invert=self.effective_invert())
         self.last_display = arr
-        self.image_item.setPixmap(QPixmap.fromImage(gray_qimage(arr)))
+        h, w = self.frame.shape
+        self.image_item.set_display(_pixmap(arr), k, (w, h))
         self.viewport().update()
+
+    def display_region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray | None:
+        """The full-resolution display image of image pixels [y0:y1, x0:x1] (clipped; None if
+        empty): the lens shows it whatever the level."""
+        if self.frame is None or self._array_shown:
+            return None
+        h, w = self.frame.shape
+        x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        from radview.io.display import display_image
+
+        crop = replace(self.frame, stored=self.frame.stored[y0:y1, x0:x1])
+        return display_image(crop, window=self.window, invert=self.effective_invert())
+
+    def _check_level(self) -> None:
+        """After a zoom (wheel, fit, 1:1, resize, a linked view): the display image is rebuilt
+        once at the new level, in the next event-loop turn (never inside a paint)."""
+        if self._relevel_pending or self.frame is None or self._array_shown:
+            return
+        if self.wanted_level() != self.image_item.level:
+            self._relevel_pending = True
+            QTimer.singleShot(0, self._relevel)
+
+    def _relevel(self) -> None:
+        self._relevel_pending = False
+        if self.frame is not None and not self._array_shown and self.wanted_level() != self.image_item.level:
+            self.render_image()
 
     def show_array(self, arr: np.ndarray) -> None:
         """Show a ready uint8 image (used by 'what the model saw'), in place of the frame's."""
+        self._array_shown = True
         self.last_display = arr
-        self.image_item.setPixmap(QPixmap.fromImage(gray_qimage(arr)))
+        self.image_item.set_display(_pixmap(arr), 1)
         self._apply_orientation()
         self.fit()
 
@@ -188,11 +261,10 @@ class ImageCanvas(QGraphicsView):
             self.heat_item.setPixmap(QPixmap())
             self.heat_item.setVisible(False)
             return
-        self.heat_item.setPixmap(QPixmap.fromImage(gray_qimage(rgba)))
-        img = self.image_item.pixmap()
-        if not img.isNull() and (img.width(), img.height()) != (rgba.shape[1], rgba.shape[0]):
-            self.heat_item.setTransform(QTransform.fromScale(img.width() / rgba.shape[1],
-                                                             img.height() / rgba.shape[0]))
+        self.heat_item.setPixmap(_pixmap(rgba))
+        iw, ih = self.image_item.image_size()
+        if iw and ih and (iw, ih) != (rgba.shape[1], rgba.shape[0]):
+            self.heat_item.setTransform(QTransform.fromScale(iw / rgba.shape[1], ih / rgba.shape[0]))
         else:
             self.heat_item.setTransform(QTransform())
         if opacity is not None:
@@ -340,8 +412,8 @@ class ImageCanvas(QGraphicsView):
         self.fit()
 
     def _apply_orientation(self) -> None:
-        pm = self.image_item.pixmap()
-        cx, cy = pm.width() / 2, pm.height() / 2
+        iw, ih = self.image_item.image_size()
+        cx, cy = iw / 2, ih / 2
         t = QTransform()
         t.translate(cx, cy)
         t.rotate(self.rotation)
@@ -515,4 +587,5 @@ class ImageCanvas(QGraphicsView):
     def drawForeground(self, painter: QPainter, rect) -> None:  # noqa: N802
         from radview.gui.canvas_overlay import paint_foreground
 
+        self._check_level()  # every zoom path ends in a paint: the display level follows it
         paint_foreground(self, painter)

@@ -3,8 +3,11 @@ outline, so it reads on white and on black), the banner, the rotated/flipped ind
 orientation letters at the edges, the measurements and the tool being drawn."""
 from __future__ import annotations
 
+import collections
+import math
+
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap
 
 TEXT = QColor("#f2f2f2")
 WARN = QColor("#ffb454")
@@ -12,18 +15,52 @@ MEASURE = QColor("#4dd2ff")
 OUTLINE = QColor(0, 0, 0, 235)
 
 
+_TEXT_CACHE: "collections.OrderedDict[tuple, tuple[QPixmap, float, float]]" = collections.OrderedDict()
+_TEXT_CACHE_MAX = 512  # rendered labels (a few KB each): corner text, letters, measurements
+
+
+def outlined_pixmap(text: str, font: QFont, color: QColor = TEXT, width: float = 3.0,
+                    dpr: float = 1.0) -> tuple[QPixmap, float, float]:
+    """The outlined text rendered once: (pixmap, dx, dy) with (dx, dy) the offset of its top
+    left from the text's baseline origin. Stroking a text path with antialiasing costs ~1 ms a
+    line; a canvas repaints its corner text on every slider tick, so each distinct line is
+    rendered once and blitted after (bounded LRU)."""
+    key = (text, font.key(), color.rgba(), width, dpr)
+    hit = _TEXT_CACHE.get(key)
+    if hit is not None:
+        _TEXT_CACHE.move_to_end(key)
+        return hit
+    path = QPainterPath()
+    path.addText(QPointF(0, 0), font, text)
+    pad = width + 1.0
+    br = path.boundingRect().adjusted(-pad, -pad, pad, pad)
+    dx, dy = math.floor(br.left()), math.floor(br.top())
+    w, h = max(1, math.ceil(br.right()) - dx), max(1, math.ceil(br.bottom()) - dy)
+    img = QImage(int(w * dpr), int(h * dpr), QImage.Format.Format_ARGB32_Premultiplied)
+    img.setDevicePixelRatio(dpr)
+    img.fill(0)
+    p = QPainter(img)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    p.translate(-dx, -dy)
+    pen = QPen(OUTLINE, width)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    p.strokePath(path, pen)
+    p.fillPath(path, color)
+    p.end()
+    hit = (QPixmap.fromImage(img), float(dx), float(dy))
+    _TEXT_CACHE[key] = hit
+    while len(_TEXT_CACHE) > _TEXT_CACHE_MAX:
+        _TEXT_CACHE.popitem(last=False)
+    return hit
+
+
 def draw_outlined(painter: QPainter, x: float, y: float, text: str, color: QColor = TEXT,
                   width: float = 3.0) -> None:
     """Text at baseline (x, y) with a dark outline: legible on any image (white or black)."""
-    path = QPainterPath()
-    path.addText(QPointF(x, y), painter.font(), text)
-    painter.save()
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    pen = QPen(OUTLINE, width)
-    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-    painter.strokePath(path, pen)
-    painter.fillPath(path, color)
-    painter.restore()
+    dev = painter.device()
+    dpr = float(dev.devicePixelRatioF()) if dev is not None else 1.0
+    pm, dx, dy = outlined_pixmap(text, painter.font(), color, width, dpr)
+    painter.drawPixmap(QPointF(round(x + dx), round(y + dy)), pm)
 
 
 def _corner_text(canvas, painter: QPainter, vr, font: QFont) -> int:
@@ -200,9 +237,23 @@ def _lens(canvas, painter: QPainter, at: QPointF) -> None:
     painter.setClipPath(circle)
     painter.fillPath(circle, QColor(0, 0, 0))
     about = QTransform().translate(at.x(), at.y()).scale(LENS_ZOOM, LENS_ZOOM).translate(-at.x(), -at.y())
-    painter.setTransform(canvas.image_item.sceneTransform() * canvas.viewportTransform() * about)
+    to_view = canvas.image_item.sceneTransform() * canvas.viewportTransform() * about
+    painter.setTransform(to_view)
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-    painter.drawPixmap(0, 0, pm)
+    region = None
+    if canvas.image_item.level > 1:  # the shown image is a reduced level: the lens is full resolution
+        inv, ok = to_view.inverted()
+        if ok:
+            r = inv.mapRect(QRectF(at.x() - LENS_RADIUS, at.y() - LENS_RADIUS, 2 * LENS_RADIUS, 2 * LENS_RADIUS))
+            x0, y0 = int(math.floor(r.left())) - 1, int(math.floor(r.top())) - 1
+            region = canvas.display_region(x0, y0, int(math.ceil(r.right())) + 1, int(math.ceil(r.bottom())) + 1)
+            x0, y0 = max(0, x0), max(0, y0)
+    if region is not None:
+        from radview.gui.canvas import gray_qimage
+
+        painter.drawImage(QPointF(x0, y0), gray_qimage(region))
+    else:
+        canvas.image_item.paint(painter, None)
     painter.resetTransform()
     painter.setClipping(False)
     painter.setPen(QPen(QColor("#ffd24d"), 2))

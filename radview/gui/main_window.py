@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from radview import malloc
 from radview.gui import settings as cfg
 from radview.gui.menus import MenusMixin
 from radview.gui.panels import PanelsMixin
@@ -45,6 +46,8 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
         """deferred=True builds only the shell (menus, toolbar, docks, status bar: Qt alone) so
         that the window paints at once; build() adds the rest (numpy, superqt, the viewer)."""
         super().__init__()
+        malloc.tune()  # few malloc arenas, big buffers mmapped: RSS stays flat while browsing
+        self._shown_count = 0
         self.setWindowTitle("radview")
         self.setAcceptDrops(True)
         self.resize(1440, 900)
@@ -73,6 +76,9 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
         if self.built:
             return
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        # the right column runs to the bottom: the series strip sits under the viewer, so the window's
+        # minimum height is the tallest panel's, not panel + strip (a 768-px screen fits)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         for key, act in self.actions.items():  # icons load now (SVG rendering is not free)
             if key in ICONS:
                 act.setIcon(icon(ICONS[key]))
@@ -341,6 +347,9 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
         if not same:
             self.ai.study_shown(study)
             self.studyShown.emit(study)
+            self._shown_count += 1
+            if self._shown_count % 256 == 0:  # freed heap pages back to the OS, off this thread
+                malloc.trim_in_background()
             nxt = self.browser.neighbour(study.key, 1)  # prefetch the next study's pixels
             if nxt is not None:
                 for v in nxt.views[:4]:
@@ -398,6 +407,8 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
 
     def study_label(self, study: Study, view=None) -> str | None:
         """The label as it stands now (a correction or an undo shows at once)."""
+        if not getattr(getattr(self, "blinding", None), "others", True):  # a blinded read (gui.blinding)
+            return None
         if view is None and len(study.views) == 1:
             view = study.views[0]
         labels = self.state.labels

@@ -22,7 +22,7 @@ from PySide6.QtGui import QUndoCommand
 
 NEEDS = {"length": (2,), "rect": (2,), "ellipse": (2,), "calibrate": (2,), "angle": (2, 3), "cobb": (2, 4)}
 TITLES = {"length": "Length", "angle": "Angle", "cobb": "Cobb angle", "rect": "Rectangle ROI",
-          "ellipse": "Ellipse ROI", "calibrate": "Calibration line", "box": "Box"}
+          "ellipse": "Ellipse ROI", "calibrate": "Calibration line", "calibration": "Calibration", "box": "Box"}
 
 
 class ToolHandler:

@@ -12,7 +12,7 @@ TOOLBAR = ("open_folder", None, "fit", "one_to_one", "pan_mode", "invert", "rota
            "flip_v", "reset_view", None, "grid_layout", None, *cfg.TOOLS, None, "toggle_cam", "toggle_boxes",
            "model_saw", None, "help")
 CHECKABLE = {"pan_mode", "invert", "grid_layout", "toggle_cam", "toggle_boxes", "model_saw", "fullscreen",
-             "compare_prior", "crosshair", *cfg.TOOLS}
+             "compare_prior", "crosshair", "link_views", *cfg.TOOLS}
 
 
 class MenusMixin:
@@ -44,6 +44,10 @@ class MenusMixin:
             "preset_save": self.save_preset_dialog,
             **{k: (lambda on, k=k: self.set_tool(k[5:] if on else None, source=k)) for k in cfg.TOOLS},
             "compare_prior": lambda on: self.compare_prior(on),
+            "prior_older": lambda: self.step_prior(1),
+            "prior_newer": lambda: self.step_prior(-1),
+            "link_views": lambda on: self.set_link_views(on),
+            "series_strip": lambda: self.toggle_series_strip(),
             "crosshair": lambda on: self.set_crosshair(on),
             "cine_play": lambda: self.cine.toggle(),
             "cine_next": lambda: self.cine.step(1),
@@ -105,7 +109,8 @@ class MenusMixin:
         view = mb.addMenu("&View")
         for k in ("next_image", "prev_image", "next_study", "prev_study", "next_uncertain", None, "fit", "one_to_one", "zoom_in",
                   "zoom_out", "pan_mode", None, "invert", "rotate_cw", "rotate_ccw", "flip_h", "flip_v",
-                  "reset_view", None, "grid_layout", "compare_prior", "crosshair", "fullscreen"):
+                  "reset_view", None, "grid_layout", "compare_prior", "prior_older", "prior_newer", "link_views",
+                  "series_strip", "crosshair", "fullscreen"):
             view.addSeparator() if k is None else view.addAction(a[k])
         self.wl_menu = wl = view.addMenu("Window / level")  # refilled from presets_for(frame) when shown
         wl.aboutToShow.connect(lambda: self.fill_preset_menu(wl) if self.built else None)

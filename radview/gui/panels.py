@@ -19,6 +19,7 @@ EXTRA_PANELS = (
     ("radview.gui.widgets.queue_panel", "QueuePanel", "Retraining queue", "bottom"),
     ("radview.gui.widgets.review_panel", "ReviewPanel", "Review", "bottom"),
     ("radview.gui.widgets.pacs_panel", "PacsPanel", "PACS", "bottom"),
+    ("radview.gui.widgets.worklist_panel", "WorklistPanel", "Worklist", "right"),
 )
 
 
@@ -86,6 +87,9 @@ class PanelsMixin:
         from radview.gui.retrain import install
 
         install(self)  # the queue panel's Retrain button
+        from radview.gui import blinding
+
+        blinding.install(self)  # the worklist panel: blinded reads hide labels and the model
         for canvas in self.viewer.canvases:
             self._wire_canvas(canvas)
         self.viewer.on_canvas_added = self._canvas_added
@@ -94,7 +98,7 @@ class PanelsMixin:
         label = self.extra_panels.get("labelpanel")
         if label is not None:
             canvas.boxChanged.connect(self._box_changed)
-            canvas.boxDrawn.connect(label.add_box)
+            canvas.boxDrawn.connect(self._box_drawn)
 
     # ------------------------------------------------------------------ the one store event
     def _store_event(self, correction) -> None:
@@ -109,8 +113,10 @@ class PanelsMixin:
         key, level = correction.key, correction.level
         label, corrected = None, True
         if self.store is not None:
-            try:
-                st = self.store.state(key, level)
+            try:  # the one read of the item per event (label panel refresh: a cache hit)
+                from radview.store.service import snapshots_of
+
+                st = snapshots_of(self.store).item(key, level).state
                 label, corrected = st.label, bool(st.corrected)
             except StoreError as exc:
                 self.notify(str(exc), where="label store")
@@ -233,29 +239,43 @@ class PanelsMixin:
         if review is not None:
             review.set_cam(ref_key, cam)
 
+    @staticmethod
+    def _image_key(canvas) -> str | None:
+        """The image a canvas shows: box edits are recorded for it (also on a study-level item)."""
+        frame = getattr(canvas, "frame", None)
+        return frame.ref.key if frame is not None else None
+
+    def _box_drawn(self, box) -> None:
+        label = self.extra_panels.get("labelpanel")
+        if label is not None:
+            label.add_box(box, image_key=self._image_key(self.sender()))
+
     def _box_changed(self, old, new) -> None:
         """A box moved or resized on the canvas: a label box is replaced, a predicted box
         becomes a label box (accepted as edited)."""
         label = self.extra_panels.get("labelpanel")
         if label is None:
             return
+        key = self._image_key(self.sender())
         if old.label.startswith("predicted:"):
             from dataclasses import replace
 
-            label.add_box(replace(new, score=None))
+            label.add_box(replace(new, score=None), image_key=key)
         else:
-            label.replace_box(old, new)
+            label.replace_box(old, new, image_key=key)
 
     def box_key(self, accept: bool) -> None:
         """Accept (Return) or reject/delete (Delete) the selected box of the active canvas."""
         label = self.extra_panels.get("labelpanel")
-        item = self.viewer.active_canvas().selected_box()
+        canvas = self.viewer.active_canvas()
+        item = canvas.selected_box()
         if label is None or item is None:
             return
+        key = self._image_key(canvas)
         if item.predicted:
-            (label.accept_box if accept else label.reject_box)(item.box)
+            (label.accept_box if accept else label.reject_box)(item.box, image_key=key)
         elif not accept:
-            label.delete_box(item.box)
+            label.delete_box(item.box, image_key=key)
 
     def truth_boxes(self, view) -> tuple:
         """A view's label boxes as they stand now (corrections win: the view state holds the

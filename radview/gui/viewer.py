@@ -25,16 +25,21 @@ def _load(ref: ImageRef) -> Frame:
 
 class FrameStore(QObject):
     """Decoded frames: get(ref) returns a cached Frame or None and loads it in the background;
-    loaded(key, frame, error) when it arrives. Bounded by bytes (default 512 MB)."""
+    loaded(key, frame, error) when it arrives. Bounded by bytes (default 512 MB) and by count
+    (default 256 frames: small images carry a header and metadata each, and browsing 10,000
+    studies must not keep 10,000 of them); errors are remembered for the last 4096 images."""
 
     loaded = Signal(str, object, object)
 
-    def __init__(self, max_bytes: int = 512 * 2**20, parent: QObject | None = None):
+    MAX_ERRORS = 4096
+
+    def __init__(self, max_bytes: int = 512 * 2**20, parent: QObject | None = None, max_frames: int = 256):
         super().__init__(parent)
         self.max_bytes = max_bytes
+        self.max_frames = max(1, int(max_frames))
         self.bytes = 0
         self._lru: collections.OrderedDict[str, Frame] = collections.OrderedDict()
-        self.errors: dict[str, str] = {}
+        self.errors: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.queue = TaskQueue(max_pending=16, parent=self)
         self.queue.done.connect(self._done)
 
@@ -50,13 +55,15 @@ class FrameStore(QObject):
     def _done(self, key, frame, error) -> None:
         if error is not None:
             self.errors[key] = error
+            while len(self.errors) > self.MAX_ERRORS:
+                self.errors.popitem(last=False)
         else:
             old = self._lru.pop(key, None)  # a frame requested twice is counted once
             if old is not None:
                 self.bytes -= old.stored.nbytes
             self._lru[key] = frame
             self.bytes += frame.stored.nbytes
-            while self.bytes > self.max_bytes and len(self._lru) > 1:
+            while (self.bytes > self.max_bytes or len(self._lru) > self.max_frames) and len(self._lru) > 1:
                 _, old = self._lru.popitem(last=False)
                 self.bytes -= old.stored.nbytes
         self.loaded.emit(key, frame, error)

@@ -7,11 +7,16 @@
 - the help overlay (F1 or ?): every key, the label keys, the mouse gestures and tools;
 - the measurement tools (radview.gui.measure_tools) and the measurements list: measurements are
   store annotations (store.add_measurement, undoable on the label panel's undo stack);
-  the user calibration per image (draw a line over an object of known size, type its mm).
+  the user calibration per image (draw a line over an object of known size, type its mm),
+  kept in the store (a 'calibration' record per image key: it comes back in the next session,
+  undoable like a measurement); drawn measurements are edited by dragging their handles
+  (radview.gui.measure_edit: an appended, undoable edit event);
+- the series strip (radview.gui.widgets.series_strip) of the study on screen, and the priors
+  bar and linked views (radview.gui.priors_view).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QInputDialog, QMenu
 
@@ -27,12 +32,30 @@ MOUSE_HELP = [
     ("Angle tool: drag, then drag", "First arm to the vertex, then the second arm"),
     ("Cobb tool: drag, drag", "Two endplate lines"),
     ("ROI tools: drag", "Mean, SD, min, max, area (rectangle or ellipse)"),
-    ("Calibrate tool: drag", "A line over an object of known size, then type its length in mm"),
+    ("Calibrate tool: drag", "A line over an object of known size, then type its length in mm (kept per image)"),
+    ("Drag a measurement's handle", "Edit it: line ends, angle vertex, ROI corners (live number; Ctrl+Z undoes)"),
     ("Hold Z", "Magnifier lens under the cursor (3x)"),
+    ("Right-click a study (Studies)", "Open it as the prior beside the current study"),
+    ("Series strip: click, ← / →", "Choose the view of the study (Home / End: first / last)"),
 ]
 LAYOUT_VERSION = 1  # bump when the docks change so much that an old layout would not fit
 PRESET_SOURCES = {"file": "from the file", "voi_lut": "file VOI LUT", "auto": "auto", "full": "full range",
                   "ct": "CT", "user": "yours"}
+
+
+class _AfterShow(QObject):
+    """Calls fn once, in the event loop turn after the window is first shown."""
+
+    def __init__(self, window, fn):
+        super().__init__(window)
+        self.fn = fn
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802
+        if event.type() == QEvent.Type.Show:
+            obj.removeEventFilter(self)
+            QTimer.singleShot(0, self.fn)
+        return False
 
 
 class ViewerToolsMixin:
@@ -69,9 +92,12 @@ class ViewerToolsMixin:
 
     # ------------------------------------------------------------------ set-up
     def _build_viewer_tools(self) -> None:
+        from radview.gui.measure_edit import HandleEditor
         from radview.gui.widgets.measurement_list import MeasurementList
+        from radview.gui.widgets.series_strip import SeriesStrip
 
-        self.user_calibrations: dict[str, object] = {}
+        self.user_calibrations: dict[str, object] = {}  # image key -> Calibration (None: none), a cache
+        self.handle_editor = HandleEditor(self)
         self.tool_handler = None
         self.tool = None
         self._preset_pos: dict[str, int] = {}
@@ -88,6 +114,12 @@ class ViewerToolsMixin:
         self.state.events.study.connect(lambda _s: self.refresh_measurements())
         for canvas in self.viewer.canvases:
             self._tools_canvas(canvas)
+        self.series = SeriesStrip(self.thumbnails, self)
+        self._dock("series", "Series", self.series, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.series.viewChosen.connect(self.viewer.set_current)
+        self.state.events.study.connect(self._series_study)
+        self.state.events.view.connect(self.series.set_current)
+        self._build_priors()
         from radview.gui.cine import CineController
 
         self.cine = CineController(self)
@@ -114,10 +146,22 @@ class ViewerToolsMixin:
             ok = self.restoreGeometry(geo)
         if isinstance(state, QByteArray) and not state.isEmpty():
             ok = self.restoreState(state, LAYOUT_VERSION) and ok
+            # Restored in build(), before the new docks and the viewer were ever laid out, the
+            # sizes come out wrong (a 400 px browser at 700 px, the viewer squeezed to 100 px):
+            # which docks show is right at once, the sizes are restored again in the event-loop
+            # turn after the window is on screen (and laid out).
+            again = (lambda: self.restoreState(state, LAYOUT_VERSION))
+            if self.isVisible():
+                QTimer.singleShot(0, again)
+            else:
+                self._restore_after_show = _AfterShow(self, again)
         return ok
 
     def _tools_canvas(self, canvas) -> None:
         canvas.tool_handler = getattr(self, "tool_handler", None)
+        self.handle_editor.attach(canvas)
+        if getattr(self, "linker", None) is not None:
+            self.linker.attach(canvas)
         canvas.cursorMoved.connect(lambda x, y, c=canvas: self._cursor_moved(c, x, y))
 
     # ------------------------------------------------------------------ synced crosshair
@@ -238,7 +282,7 @@ class ViewerToolsMixin:
         label = self.extra_panels.get("labelpanel") if self.built else None
         for key, cls in (getattr(label, "keys", None) or {}).items():
             rows.append((key, f"Label: {cls} (and move on)"))
-        return rows + MOUSE_HELP
+        return rows + [("", "Mouse and tools")] + MOUSE_HELP
 
     def show_help(self) -> None:
         self.help.show_shortcuts(self.help_rows())
@@ -272,13 +316,46 @@ class ViewerToolsMixin:
                 return st.views[vi].ref.key
         return canvas.frame.ref.key if canvas.frame is not None else None
 
+    def _series_study(self, study) -> None:
+        """The strip shows the study on screen; in a current|prior hanging each view says which."""
+        tags = None
+        p = getattr(self, "compare_prior_info", None)
+        if study is not None and study.layout == "hanging" and p is not None:
+            d = p.study.date
+            prior = f"prior {d[:4]}-{d[4:6]}-{d[6:]}" if d else "prior"
+            tags = ["current" if i % 2 == 0 else prior for i in range(len(study.views))]
+        self.series.set_study(study, getattr(self.scan_result, "headers", None), self.state.view, tags)
+
+    def toggle_series_strip(self) -> None:
+        dock = self.docks["series"]
+        dock.setVisible(not dock.isVisible())
+        if dock.isVisible():
+            dock.raise_()
+            self.series.setFocus()
+
     def calibration_for(self, canvas):
-        """The user's calibration of this image when there is one, else the file's."""
-        from radview.measure import calibration_of
+        """The user's calibration of this image when there is one (the store's, read once per
+        image), else the file's."""
+        from radview.measure import calibration_from, calibration_of
+        from radview.store import StoreError
 
         key = self.canvas_key(canvas)
+        if key and key not in self.user_calibrations and self.store is not None:
+            try:
+                rec = self.store.calibrations([key]).get(key)
+            except StoreError as exc:
+                self.notify(exc, where="calibration")
+                rec = None
+            self.user_calibrations[key] = calibration_from(rec) if rec is not None else None
         cal = self.user_calibrations.get(key) if key else None
         return cal if cal is not None else calibration_of(canvas.frame)
+
+    def _measures_changed(self, key: str) -> None:
+        """After an add / delete / edit / undo: the image's calibration is read again (it may be
+        the record that changed), the list and canvases redrawn."""
+        if self.store is not None:
+            self.user_calibrations.pop(key, None)
+        self.refresh_measurements()
 
     def ask_known_length(self, measured: str) -> float | None:
         mm, ok = QInputDialog.getDouble(self, "Calibrate", f"The line measures {measured}.\n"
@@ -287,7 +364,7 @@ class ViewerToolsMixin:
 
     def _tool_finished(self, canvas, kind: str, points) -> None:
         from radview.gui.measure_tools import compute
-        from radview.measure import calibration_of, length, user_calibration
+        from radview.measure import calibration_of, calibration_record, length, user_calibration
 
         key = self.canvas_key(canvas)
         if canvas.frame is None or key is None:
@@ -298,12 +375,14 @@ class ViewerToolsMixin:
             if mm is None:
                 return
             try:
-                self.user_calibrations[key] = user_calibration(points[0], points[1], mm, base=base)
+                cal = user_calibration(points[0], points[1], mm, base=base)
             except ValueError as exc:
                 self.notify(f"{key}: {exc}", where="calibration")
                 return
-            self.status_label.setText(f"Calibrated: {self.user_calibrations[key].label} "
-                                      f"({self.user_calibrations[key].note or 'user calibration'})")
+            if self.store is None or not self.add_measurement(key, calibration_record(cal, points[0], points[1], mm)):
+                self.notify(f"{key}: calibration kept for this session only", where="calibration")
+            self.user_calibrations[key] = cal
+            self.status_label.setText(f"Calibrated: {cal.label} ({cal.note or 'user calibration'})")
             return
         try:
             m = compute(kind, self.calibration_for(canvas), canvas.frame, points)
@@ -312,8 +391,9 @@ class ViewerToolsMixin:
             return
         self.add_measurement(key, m)
 
-    def add_measurement(self, key: str, m) -> None:
-        """Record a measurement in the store (undoable); without a store it shows, unsaved."""
+    def add_measurement(self, key: str, m) -> bool:
+        """Record a measurement (or a calibration record) in the store, undoably; without a
+        store it shows, unsaved. True when it was saved."""
         from radview.gui.measure_tools import MeasureCommand
         from radview.store import StoreError
 
@@ -323,16 +403,36 @@ class ViewerToolsMixin:
             self._unsaved.setdefault(key, []).append(m)
             self.notify(f"{m.text}: not saved ({self.store_problem})", where="measurement")
             self.refresh_measurements()
-            return
-        cmd = MeasureCommand(self.store, key, m, lambda _k: self.refresh_measurements(),
+            return False
+        cmd = MeasureCommand(self.store, key, m, self._measures_changed,
                              on_error=lambda msg: self.notify(msg, where="measurement"))
         try:
             cmd.first_write()
         except (StoreError, ValueError) as exc:
             self.notify(f"{key}: measurement not saved: {exc}", where="measurement")
-            return
+            return False
         self.measure_stack.push(cmd)  # redo() runs: the write is done, it only refreshes
         self.status_label.setText(f"{m.text}  ({m.basis})")
+        return True
+
+    def edit_measurement(self, key: str, add_id: int, old, new) -> bool:
+        """A measurement's handles were dragged: the edit is appended to the store, undoably."""
+        from radview.gui.measure_edit import EditCommand
+        from radview.store import StoreError
+
+        if self.store is None:
+            return False
+        cmd = EditCommand(self.store, key, add_id, old, new, self._measures_changed,
+                          on_error=lambda msg: self.notify(msg, where="measurement"))
+        try:
+            cmd.first_write()
+        except (StoreError, ValueError) as exc:
+            self.notify(f"{key}: edit not saved: {exc}", where="measurement")
+            self.refresh_measurements()  # the canvas shows the stored one again
+            return False
+        self.measure_stack.push(cmd)
+        self.status_label.setText(f"Edited: {new.text}  ({new.basis})")
+        return True
 
     def delete_measurement(self, key: str, add_id: int) -> None:
         from radview.gui.measure_tools import MeasureCommand
@@ -340,10 +440,10 @@ class ViewerToolsMixin:
 
         if self.store is None:
             return
-        entries = dict(self.store.measurement_entries(key))
+        entries = dict(self.store.measurement_entries(key)) | dict(self.store.calibration_entries(key))
         if add_id not in entries:
             return
-        cmd = MeasureCommand(self.store, key, entries[add_id], lambda _k: self.refresh_measurements(),
+        cmd = MeasureCommand(self.store, key, entries[add_id], self._measures_changed,
                              on_error=lambda msg: self.notify(msg, where="measurement"), add_id=add_id)
         try:
             cmd.first_write()
@@ -353,7 +453,8 @@ class ViewerToolsMixin:
         self.measure_stack.push(cmd)
 
     def measurements_shown(self) -> dict[str, list]:
-        """{image key: [(add id or None, Measurement)]} of the study being viewed."""
+        """{image key: [(add id or None, Measurement)]} of the study being viewed (its images'
+        calibration records last)."""
         from radview.store import StoreError
 
         st = self.viewer.study
@@ -364,7 +465,7 @@ class ViewerToolsMixin:
         if self.store is not None:
             try:
                 for k in keys:
-                    out[k] = list(self.store.measurement_entries(k))
+                    out[k] = list(self.store.measurement_entries(k)) + self.store.calibration_entries(k)[-1:]
             except StoreError as exc:
                 self.notify(exc, where="measurements")
         for k, ms in getattr(self, "_unsaved", {}).items():
@@ -378,7 +479,7 @@ class ViewerToolsMixin:
         shown = self.measurements_shown()
         for vi, c in self.viewer.visible_canvases():
             key = self.viewer.study.views[vi].ref.key if self.viewer.study is not None else None
-            c.measurements = shown.get(key, []) if key else []
+            c.measurements = [e for e in shown.get(key, []) if e[1].kind != "calibration"] if key else []
             c.viewport().update()
         self.measure_list.set_measurements(shown)
 

@@ -4,19 +4,19 @@
   (one model thread, typed requests, generation counter, batching across studies, CAMs with the
   prediction). Core events become Qt signals (queued to the GUI thread); a failure arrives as the
   exception object (`failedWith(gen, exc, where)`) for the window's notification sink.
-- `TaskQueue`: a small LIFO worker for io (frames, thumbnails): the newest request runs first
-  and old ones beyond `max_pending` are dropped, so scrolling through 10,000 studies stays cheap.
+- `TaskQueue`: the thin Qt adapter of the Qt-free LIFO io queue `radview.io.tasks.LifoTasks`
+  (frames, thumbnails, review images): the newest request runs first, old ones beyond
+  `max_pending` are dropped and cleared ones never delivered, so scrolling through 10,000
+  studies stays cheap. The same shape as ModelExecutor: one worker layer.
 - Scans, reviews and small jobs use superqt's `create_worker` (GeneratorWorker / FunctionWorker)
   directly; see main_window.open_path and the review panel.
 """
 from __future__ import annotations
 
-import collections
 import importlib
-import threading
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 
 class ModelExecutor(QObject):
@@ -135,7 +135,11 @@ class ModelExecutor(QObject):
             elif isinstance(ev, x.StudyPredictionReady):
                 self.studyPrediction.emit(ev.gen, ev.study_prediction)
             elif isinstance(ev, x.CamReady):
-                self.camReady.emit(ev.gen, ev.key, ev.cam)
+                # compacted here, on the executor thread: the GUI thread only ever gets the
+                # uint8 display-size map (a 2.5k x 2k float32 map took ~180 ms to compact there)
+                from radview.state import compact_cam
+
+                self.camReady.emit(ev.gen, ev.key, compact_cam(ev.cam) if ev.cam is not None else None)
             elif isinstance(ev, x.ModelLoaded):
                 self.modelLoaded.emit(ev.gen, ev.info)
             elif isinstance(ev, x.ModelViewReady):
@@ -168,56 +172,52 @@ def _default_backend():
     return Backend()
 
 
-class TaskQueue(QThread):
-    """A LIFO io worker: submit(key, fn, *args) -> done(key, result, error-text-or-None)."""
+class TaskQueue(QObject):
+    """The io worker (frames, thumbnails, review images) as Qt signals: the thin adapter of the
+    Qt-free `radview.io.tasks.LifoTasks` (newest request first, the oldest beyond max_pending
+    dropped, results of cleared requests never delivered).
+
+    submit(key, fn, *args) -> done(key, result, error text or None) on the GUI thread, and for a
+    failure also failedWith(key, exception)."""
 
     done = Signal(object, object, object)
+    failedWith = Signal(object, object)
 
     def __init__(self, max_pending: int = 64, parent: QObject | None = None):
         super().__init__(parent)
-        self._lock = threading.Condition()
-        self._pending: collections.OrderedDict[Any, tuple] = collections.OrderedDict()
-        self._max = max_pending
-        self._stop = False
+        from radview.io.tasks import LifoTasks
+
+        self.core = LifoTasks(self._sink, max_pending=max_pending)
 
     def submit(self, key: Any, fn: Callable, *args) -> None:
-        with self._lock:
-            self._pending.pop(key, None)
-            self._pending[key] = (fn, args)
-            while len(self._pending) > self._max:
-                self._pending.popitem(last=False)  # the oldest request is dropped
-            self._lock.notify_all()
-        if not self.isRunning():
-            self.start(QThread.Priority.LowPriority)
+        self.core.submit(key, fn, *args)
 
     def clear(self) -> None:
-        with self._lock:
-            self._pending.clear()
+        self.core.clear()
 
     def pending(self) -> int:
-        return len(self._pending)
+        return self.core.pending()
+
+    @property
+    def _pending(self) -> set:  # read by widgets.thumbnails (the keys still queued)
+        return self.core.pending_keys()
+
+    def isRunning(self) -> bool:  # noqa: N802 - the QThread name callers used
+        return self.core.is_running()
 
     def stop(self, wait_ms: int = 250) -> None:
         """Stop taking work; a decode in progress may finish on its own (quit never waits for it)."""
-        with self._lock:
-            self._stop = True
-            self._pending.clear()
-            self._lock.notify_all()
-        self.wait(wait_ms)
+        self.core.stop(wait_ms / 1000.0)
 
-    def run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._stop and not self._pending:
-                    self._lock.wait(0.5)
-                if self._stop:
-                    return
-                key, (fn, args) = self._pending.popitem(last=True)  # newest first
-            try:
-                result, error = fn(*args), None
-            except Exception as exc:  # noqa: BLE001
-                result, error = None, str(exc) or type(exc).__name__
-            self.done.emit(key, result, error)
+    def _sink(self, d) -> None:  # on the io thread: the emits are queued to the GUI thread
+        try:
+            if d.error is None:
+                self.done.emit(d.key, d.result, None)
+            else:
+                self.done.emit(d.key, None, str(d.error) or type(d.error).__name__)
+                self.failedWith.emit(d.key, d.error)
+        except RuntimeError:  # the window (and this object) is gone while the thread ends
+            pass
 
 
 def warm_up_imports() -> None:

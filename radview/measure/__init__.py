@@ -10,10 +10,22 @@ from radview.measure.calibration import (
     calibration_of,
     user_calibration,
 )
-from radview.measure.tools import Measurement, angle, cobb_angle, length, roi, roi_mask, value_unit
+from radview.measure.edit import handles, move_handle
+from radview.measure.tools import (
+    CALIBRATION,
+    Measurement,
+    angle,
+    calibration_from,
+    calibration_record,
+    cobb_angle,
+    length,
+    roi,
+    roi_mask,
+    value_unit,
+)
 
 __all__ = [
-    "BASIS_CALIBRATION", "BASIS_DETECTOR", "BASIS_NONE", "BASIS_PIXEL_SPACING", "UNKNOWN",
-    "Calibration", "Measurement", "angle", "calibration_of", "cobb_angle", "length", "roi", "roi_mask",
-    "user_calibration", "value_unit",
+    "BASIS_CALIBRATION", "BASIS_DETECTOR", "BASIS_NONE", "BASIS_PIXEL_SPACING", "CALIBRATION", "UNKNOWN",
+    "Calibration", "Measurement", "angle", "calibration_from", "calibration_of", "calibration_record",
+    "cobb_angle", "handles", "length", "move_handle", "roi", "roi_mask", "user_calibration", "value_unit",
 ]

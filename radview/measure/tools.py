@@ -16,6 +16,7 @@ import numpy as np
 from radview.measure.calibration import Calibration, Point
 
 KINDS = ("length", "angle", "cobb", "rect", "ellipse")
+CALIBRATION = "calibration"  # a user calibration kept with the measurements (not one of them)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Measurement:
 
     @property
     def text(self) -> str:
+        if self.kind == CALIBRATION:
+            (x0, y0), (x1, y1) = self.points
+            return f"{math.hypot(x1 - x0, y1 - y0):.1f} px = {self.value:g} mm"
         if self.kind == "length":
             return f"{self.value:.1f} {self.label}"
         if self.kind in ("angle", "cobb"):
@@ -46,7 +50,9 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (`radview measure --json`): {"length": 12.5, "unit": "mm", "basis": ...}."""
         out: dict[str, Any] = {"kind": self.kind}
-        if self.kind == "length":
+        if self.kind == CALIBRATION:
+            out.update(length=self.value, unit="mm", row_mm=self.stats["row_mm"], col_mm=self.stats["col_mm"])
+        elif self.kind == "length":
             out.update(length=round(self.value, 4), unit=self.unit)
         elif self.kind in ("angle", "cobb"):
             out.update(angle=round(self.value, 4), unit="deg")
@@ -61,6 +67,9 @@ class Measurement:
     def from_dict(d: dict[str, Any]) -> Measurement:
         kind = d["kind"]
         pts = tuple((float(p[0]), float(p[1])) for p in d["points"])
+        if kind == CALIBRATION:
+            return Measurement(kind, pts, float(d["length"]), "mm", d["basis"], d["label"],
+                               {"row_mm": float(d["row_mm"]), "col_mm": float(d["col_mm"])})
         if kind == "length":
             return Measurement(kind, pts, float(d["length"]), d["unit"], d["basis"], d["label"])
         if kind in ("angle", "cobb"):
@@ -168,3 +177,25 @@ def roi(cal: Calibration, frame, p0: Point, p1: Point, kind: str = "rect") -> Me
              "max": float(vals.max()), "area": float(area_px * cal.pixel_area), "pixels": n}
     return Measurement(kind, (p0, p1), stats["mean"], value_unit(getattr(frame, "meta", {}) or {}),
                        cal.basis, cal.label, stats)
+
+
+def calibration_record(cal: Calibration, p0: Point, p1: Point, length_mm: float) -> Measurement:
+    """A user calibration (radview.measure.user_calibration of the line p0-p1 = length_mm) as a
+    record the store keeps per image (kind 'calibration'): the line, the mm typed and the
+    spacing it gives, so that it comes back as the same Calibration in the next session."""
+    if not cal.known:
+        raise ValueError("a calibration record needs a known spacing")
+    p0, p1 = _pt(p0), _pt(p1)
+    return Measurement(CALIBRATION, (p0, p1), float(length_mm), "mm", cal.basis, cal.label,
+                       {"row_mm": float(cal.row_mm), "col_mm": float(cal.col_mm)})  # type: ignore[arg-type]
+
+
+def calibration_from(record: Measurement) -> Calibration:
+    """The Calibration a stored calibration record stands for."""
+    from radview.measure.calibration import BASIS_CALIBRATION
+
+    if record.kind != CALIBRATION:
+        raise ValueError(f"a {record.kind!r} measurement is not a calibration")
+    (x0, y0), (x1, y1) = record.points
+    return Calibration(record.stats["row_mm"], record.stats["col_mm"], BASIS_CALIBRATION, "mm (calibrated)",
+                       f"user calibration: a line of {math.hypot(x1 - x0, y1 - y0):.1f} px is {record.value:g} mm")

@@ -46,11 +46,22 @@ _SWITCH_USERS = 0
 _SWITCH_SAVED = 0.005
 
 
-def decoder_kind(decoder: str | None = None) -> str:
+SMALL_JOB_IMAGES = 64  # a job of at most this many images decodes in threads (see decoder_kind)
+
+
+def decoder_kind(decoder: str | None = None, n_images: int | None = None, spec=None) -> str:
+    """'process' or 'thread': the explicit choice, else RADVIEW_DECODER, else by the work size:
+    threads for a job of a known size <= SMALL_JOB_IMAGES (a study, a few files: the viewer's
+    everyday job) or on one core; processes for larger or open-ended jobs (a folder), where the
+    GIL that DICOM decoding holds would stall the model thread over the whole run."""
     kind = (decoder or os.environ.get("RADVIEW_DECODER") or "").strip().lower()
     if kind in ("process", "thread"):
         return kind
-    return "process" if (os.cpu_count() or 1) >= 2 else "thread"
+    if (os.cpu_count() or 1) < 2:
+        return "thread"
+    if n_images is not None and n_images <= SMALL_JOB_IMAGES:
+        return "thread"
+    return "process"
 
 
 def process_pool(workers: int = 2) -> ProcessPoolExecutor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
@@ -220,7 +220,8 @@ def iter_predict(refs: Iterable[ImageRef], model: LoadedModel, batch_size: int =
     decoder: 'process' or 'thread' (default: radview.models.decoding.decoder_kind())."""
     specs = _specs(model, gate)
     it = iter(refs)
-    kind = decoding.decoder_kind(decoder)
+    n = len(refs) if isinstance(refs, Sized) else None  # the work size picks the decoder (decoding.decoder_kind)
+    kind = decoding.decoder_kind(decoder, n, model.manifest.input)
     pool = decoding.process_pool(workers) if kind == "process" else decoding.thread_pool(workers)
     pending: deque[list[tuple[ImageRef, Future]]] = deque()
 

@@ -22,10 +22,11 @@ methods in tests), fed by typed requests and reporting typed events to one sink.
 - Routing (issues 12/13): `set_routing(gate="body-part", side=("rsna-pneumonia",))` runs the
   gate model on every study first (`BodyPartReady(gen, study_key, verdict)`, verdict from
   radview.models.routing.study_verdict: DICOM header, then the gate's answers), then the primary
-  model (the one `load_model` loaded: heatmap and study call; the user picked it, so it runs on
-  every study) and each side model (e.g. the detector whose boxes are drawn) on the studies
-  `routing.route` sends it to: `SidePredictionReady` / `SideStudyReady` events, or
-  `Skipped(gen, model, study_key, reason)` for a study outside its domain. `run_anyway(key, refs,
+  model (the one `load_model` loaded: heatmap and study call) and each side model (e.g. the
+  detector whose boxes are drawn) on the studies `routing.route` sends it to (primary:
+  `PredictionReady` / `StudyPredictionReady`, side: `SidePredictionReady` / `SideStudyReady`),
+  or `Skipped(gen, model, study_key, reason)` for a study outside that model's domain (a chest
+  model is not run on a hand). `run_anyway(key, refs,
   model)`: the user asked for that model on that study (requested), which queues it again.
   Backends with several models implement `iter_predict(refs, cancelled, model=name)`,
   `aggregate(key, preds, model=name)` and `manifest_of(name)`; without routing the single-model
@@ -435,7 +436,9 @@ class Executor:
         # 2. the primary (picked by the user: every study); 3. side models where routed
         prio = {k for k, _rs, p in batch if p}
         if primary and primary != self._gate:
-            self._run_model(gen, batch, None, primary, prio)
+            run = self._route_primary(gen, batch, primary, verdicts)
+            if run:
+                self._run_model(gen, run, None, primary, prio)
         elif self._gate == primary:
             for k in keys:
                 if len(gate_preds[k]) == len(refs_of[k]):
@@ -462,6 +465,26 @@ class Executor:
                     self._emit(Failed(gen, exc, f"model {name}"))
                     for k, _rs, _p in run:
                         self._emit(Skipped(gen, name, k, f"{name} failed: {exc}"))
+
+    def _route_primary(self, gen: int, batch, primary: str, verdicts) -> list:
+        """(bodypart, issue 13) The primary is routed like a side model: a study whose body part
+        is outside its manifest's domain is Skipped (with the reason; it counts as done for the
+        progress) unless the user asked for it (run_anyway)."""
+        from radview.models import routing
+
+        manifest = self.backend.manifest_of(primary)
+        if manifest is None:
+            return list(batch)
+        run, work = [], self._work
+        for k, rs, p in batch:
+            r = routing.route(verdicts[k], [manifest], self._requested.get(k, ()))[0]
+            if r.run:
+                run.append((k, rs, p))
+                continue
+            work.done += len(rs)
+            self._emit(Skipped(gen, primary, k, r.reason))
+            self._emit(ProgressEvent(gen, work.done, work.total, "inference"))
+        return run
 
     def _run_model(self, gen: int, batch, model: str | None, name: str, prio: set) -> None:
         """One model over the batch's studies; model None = the primary (progress, CAMs)."""

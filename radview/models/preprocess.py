@@ -37,10 +37,26 @@ class Geometry:
         return self.image_hw[1] / self.input_hw[1], self.image_hw[0] / self.input_hw[0]
 
 
+def _display_ready_8bit(frame: Frame) -> bool:
+    """An 8-bit grey frame with no VOI of its own (no window, no VOI LUT) and no modality
+    transform: already display-ready pixels (a JPEG inside a DICOM wrapper, e.g. every RSNA
+    challenge file)."""
+    return (not frame.is_color and frame.stored.dtype == np.uint8 and not frame.windows
+            and frame.voi_lut is None and frame.modality_lut is None
+            and frame.slope == 1.0 and frame.intercept == 0.0)
+
+
 def gray_image(frame: Frame) -> np.ndarray:
-    """Float32 HxW in [0,1]: the io core's model image."""
+    """Float32 HxW in [0,1]: the io core's model image, except that a display-ready 8-bit grey
+    frame (see `_display_ready_8bit`) maps 0..255 -> 0..1 (polarity applied), exactly as its
+    PNG/JPEG twin does through radview.io.raster. The viewer's percentile auto window (a display
+    choice) would otherwise stretch the model input of such a DICOM away from the raster images
+    the models were trained on (RSNA: mean input off by up to 0.3 on the challenge DICOMs)."""
     from radview.io.display import model_image
 
+    if _display_ready_8bit(frame):
+        x = frame.stored.astype(np.float32) * np.float32(1.0 / 255.0)
+        return (1.0 - x) if frame.invert else x
     return model_image(frame)
 
 

@@ -15,6 +15,11 @@ classes it is made for, e.g. ["chest"]; empty = any radiograph). The body-part o
 runs on a study when the study's body part is one of its gate_classes (or it has none, or the
 part is unknown: its own gate then decides per image), or when the user asked for it by name
 (`requested`: "run the chest model on this hand anyway"; the gate still flags the answer).
+
+`plan_studies(studies, manifest, body_part_preds)` -> one `StudyRoute(study, verdict, route)` per
+study (header first, the body-part model only for the studies whose header says nothing): what
+`radview predict` runs and what it reports as skipped; the app's executor routes the same way
+(`study_metas(study)` are the header values both read).
 """
 from __future__ import annotations
 
@@ -149,3 +154,45 @@ def models_for(verdict: BodyPartVerdict | str | None, manifests: Iterable[Any],
                requested: Iterable[str] = ()) -> list[str]:
     """Names of the models to run on a study."""
     return [r.model for r in route(verdict, manifests, requested) if r.run]
+
+
+def study_metas(study: Any) -> tuple[dict, ...]:
+    """The header values routing reads (Modality, BodyPartExamined) of a Study's views ({} for
+    a view without them: PNG, JPEG)."""
+    return tuple({"Modality": v.modality, "BodyPartExamined": v.body_part} if (v.modality or v.body_part) else {}
+                 for v in study.views)
+
+
+@dataclass(frozen=True)
+class StudyRoute:
+    """What routing decided for one study and one model (radview predict, the executor)."""
+
+    study: Any
+    verdict: BodyPartVerdict
+    route: Route
+
+
+def plan_studies(studies: Sequence[Any], manifest: Any, body_part_preds: Any = None,
+                 requested: Iterable[str] = ()) -> list[StudyRoute]:
+    """One StudyRoute per study for the model of `manifest`. body_part_preds(refs) -> the
+    body-part model's Predictions of those refs (called once, only for the studies whose header
+    states no body part, and only when the model is restricted to some body parts); None: the
+    header alone decides (a study without one is `unknown`: the model's gate decides per image)."""
+    restricted = bool(model_body_parts(manifest)) and manifest.name != BODY_PART_MODEL
+    heads = {s.key: next((v for v in map(metadata_body_part, study_metas(s)) if v is not None), None)
+             for s in studies}
+    preds: dict[str, list] = {}
+    need = [s for s in studies if heads[s.key] is None]
+    if restricted and need and body_part_preds is not None:
+        owner = {v.ref.key: s.key for s in need for v in s.views}
+        for p in body_part_preds([v.ref for s in need for v in s.views]):
+            k = owner.get(p.ref.key)
+            if k is not None:
+                preds.setdefault(k, []).append(p)
+    out = []
+    for s in studies:
+        verdict = heads[s.key] or (verdict_from_predictions(preds[s.key]) if s.key in preds else
+                                   BodyPartVerdict(UNKNOWN, None, "none", "no header body part"
+                                                   + ("" if restricted else " (model not restricted)")))
+        out.append(StudyRoute(s, verdict, route(verdict, [manifest], requested)[0]))
+    return out

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 from radview.net.cache import CachedStudy, PacsCache
 from radview.net.errors import NetError
 from radview.net.nodes import Node, ScpSettings, check_aet
-from radview.net.query import PatientRecord, StudyQuery, StudyRecord
+from radview.net.query import PatientRecord, StudyQuery, StudyRecord, newest_first, with_body_parts
 from radview.types import Progress
 
 
@@ -181,14 +181,8 @@ def find_studies(node: Node, query: StudyQuery) -> list[StudyRecord]:
     attribute lives on series) whose studies are intersected."""
     records = [StudyRecord.from_dataset(ds) for ds in c_find(node, query.identifier("STUDY"))]
     if query.body_part:
-        parts: dict[str, set[str]] = {}
-        for ds in c_find(node, query.identifier("SERIES")):
-            parts.setdefault(str(ds.get("StudyInstanceUID", "")), set()).add(
-                str(ds.get("BodyPartExamined", "") or ""))
-        from dataclasses import replace
-        records = [replace(r, body_parts="\\".join(sorted(parts[r.study_uid])))
-                   for r in records if r.study_uid in parts]
-    return sorted(records, key=lambda r: (r.study_date, r.study_time, r.study_uid), reverse=True)
+        records = with_body_parts(records, c_find(node, query.identifier("SERIES")))
+    return newest_first(records)
 
 
 def find_patients(node: Node, query: StudyQuery) -> list[PatientRecord]:

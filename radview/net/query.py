@@ -3,8 +3,8 @@ PatientRecord). Pure data + conversions to a pydicom identifier and to QIDO para
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable
 
 _DATE_RE = re.compile(r"^\d{8}$")
 
@@ -54,52 +54,48 @@ class StudyQuery:
             return a
         return f"{a}-{b}"
 
+    def filters(self, level: str = "STUDY") -> dict[str, str]:
+        """The one filter model: the matching keys of a `level` query (DICOM keyword -> value,
+        '' = any), in the order sent. identifier() renders it for C-FIND, qido_params() for QIDO-RS."""
+        f = {"PatientName": self.patient_name, "PatientID": self.patient_id}
+        if level == "PATIENT":
+            return f
+        f.update(StudyInstanceUID=self.study_uid, AccessionNumber=self.accession,
+                 StudyDescription=self.description, StudyDate=self.date_range())
+        if level == "SERIES":
+            f.update(Modality=self.modality, BodyPartExamined=self.body_part)
+        else:
+            f["ModalitiesInStudy"] = self.modality
+        return f
+
     def identifier(self, level: str = "STUDY"):
-        """The C-FIND identifier (Study Root) with the return keys radview shows."""
+        """The C-FIND identifier (Study Root): every filter (an empty one is a return key) plus
+        the return keys radview shows."""
         from pydicom.dataset import Dataset
 
         ds = Dataset()
         ds.QueryRetrieveLevel = level
-        ds.PatientName = self.patient_name
-        ds.PatientID = self.patient_id
-        if level == "PATIENT":
-            ds.PatientBirthDate = ""
-            ds.PatientSex = ""
-            ds.NumberOfPatientRelatedStudies = None
-            return ds
-        ds.StudyInstanceUID = self.study_uid
-        ds.StudyDate = self.date_range()
-        ds.StudyTime = ""
-        ds.AccessionNumber = self.accession
-        ds.StudyDescription = self.description
-        ds.StudyID = ""
-        ds.ModalitiesInStudy = self.modality
-        ds.NumberOfStudyRelatedSeries = None
-        ds.NumberOfStudyRelatedInstances = None
-        if level == "SERIES":
-            del ds.ModalitiesInStudy
-            ds.SeriesInstanceUID = ""
-            ds.Modality = self.modality
-            ds.BodyPartExamined = self.body_part
+        for keyword, value in {**self.filters(level), **_return_keys(level)}.items():
+            setattr(ds, keyword, value)
         return ds
 
     def qido_params(self, level: str = "STUDY") -> dict[str, str]:
-        p: dict[str, str] = {}
-        for key, value in (("PatientName", self.patient_name), ("PatientID", self.patient_id),
-                           ("StudyInstanceUID", self.study_uid), ("AccessionNumber", self.accession),
-                           ("StudyDescription", self.description)):
-            if value:
-                p[key] = value
-        if self.date_range():
-            p["StudyDate"] = self.date_range()
-        if level == "STUDY" and self.modality:
-            p["ModalitiesInStudy"] = self.modality
-        if level == "SERIES":
-            if self.modality:
-                p["Modality"] = self.modality
-            if self.body_part:
-                p["BodyPartExamined"] = self.body_part
-        return p
+        """The QIDO-RS search filters: the filters that are set."""
+        return {keyword: value for keyword, value in self.filters(level).items() if value}
+
+
+#: C-FIND return keys (asked for, not matched) beside the filters, by level
+_PATIENT_RETURNS = {"PatientBirthDate": "", "PatientSex": "", "NumberOfPatientRelatedStudies": None}
+_STUDY_RETURNS = {"StudyTime": "", "StudyID": "", "NumberOfStudyRelatedSeries": None,
+                  "NumberOfStudyRelatedInstances": None}
+
+
+def _return_keys(level: str) -> dict[str, Any]:
+    if level == "PATIENT":
+        return _PATIENT_RETURNS
+    if level == "SERIES":
+        return {**_STUDY_RETURNS, "SeriesInstanceUID": ""}
+    return _STUDY_RETURNS
 
 
 def _s(ds: Any, kw: str) -> str:
@@ -172,3 +168,18 @@ def dataset_from_json(obj: dict) -> Any:
     from pydicom.dataset import Dataset
 
     return Dataset.from_json(obj)
+
+
+def with_body_parts(records: Iterable[StudyRecord], series: Iterable[Any]) -> list[StudyRecord]:
+    """The studies that have a series among `series` (the datasets a series-level query with the
+    body-part filter answered), each with the body parts of its matching series."""
+    parts: dict[str, set[str]] = {}
+    for ds in series:
+        parts.setdefault(str(ds.get("StudyInstanceUID", "")), set()).add(
+            str(ds.get("BodyPartExamined", "") or ""))
+    return [replace(r, body_parts="\\".join(sorted(parts[r.study_uid])))
+            for r in records if r.study_uid in parts]
+
+
+def newest_first(records: Iterable[StudyRecord]) -> list[StudyRecord]:
+    return sorted(records, key=lambda r: (r.study_date, r.study_time, r.study_uid), reverse=True)

@@ -4,13 +4,12 @@ the reason (refused, timeout, unknown host, HTTP status)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
 from radview.net.cache import PacsCache
 from radview.net.errors import NetError
 from radview.net.nodes import Node
-from radview.net.query import StudyQuery, StudyRecord, dataset_from_json
+from radview.net.query import StudyQuery, StudyRecord, dataset_from_json, newest_first, with_body_parts
 from radview.types import Progress
 
 _STUDY_FIELDS = ("StudyInstanceUID", "PatientName", "PatientID", "StudyDate", "StudyTime",
@@ -80,15 +79,10 @@ def find_studies(node: Node, query: StudyQuery) -> list[StudyRecord]:
                     search_filters=query.qido_params("STUDY"))
         records = [StudyRecord.from_dataset(dataset_from_json(r)) for r in rows]
         if query.body_part:
-            parts: dict[str, set[str]] = {}
-            for r in _all(c.search_for_series, search_filters=query.qido_params("SERIES"),
-                          fields=("StudyInstanceUID", "BodyPartExamined")):
-                ds = dataset_from_json(r)
-                parts.setdefault(str(ds.get("StudyInstanceUID", "")), set()).add(
-                    str(ds.get("BodyPartExamined", "") or ""))
-            records = [replace(r, body_parts="\\".join(sorted(parts[r.study_uid])))
-                       for r in records if r.study_uid in parts]
-    return sorted(records, key=lambda r: (r.study_date, r.study_time, r.study_uid), reverse=True)
+            series = _all(c.search_for_series, search_filters=query.qido_params("SERIES"),
+                          fields=("StudyInstanceUID", "BodyPartExamined"))
+            records = with_body_parts(records, (dataset_from_json(r) for r in series))
+    return newest_first(records)
 
 
 _PAGE = 500

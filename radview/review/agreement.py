@@ -191,6 +191,8 @@ def reads_from_events(events: Iterable[Any]) -> dict[str, dict[str, Any]]:
     for e in evs:
         if e.kind != "label" or e.inverse_of is not None or not active.get(e.id, True):
             continue
+        if getattr(e, "project", ""):  # a project's final label (consensus/adjudication): not a read
+            continue
         if e.new_value is None:
             out.get(e.reader, {}).pop(e.key, None)
             continue
@@ -247,3 +249,155 @@ def store_agreement(store: Any, *, level: str = "study", space: str | None = Non
 
 __all__ = ["Agreement", "AgreementReport", "cohen_kappa", "fleiss_kappa", "fleiss_counts",
            "reads_from_events", "reads_from_store", "reads_agreement", "store_agreement"]
+
+
+# ---------------------------------------------------------------------- team agreement (issue 16)
+@dataclass(frozen=True)
+class TeamAgreement:
+    """Agreement of a team's reads: inter-reader (Cohen's kappa of each pair; Fleiss' kappa when
+    three readers or more), each reader vs the model's answer and vs the final label, and the
+    same per study type. Every kappa carries its bootstrap CI."""
+    inter: AgreementReport
+    vs_model: dict[str, Agreement] = field(default_factory=dict)
+    vs_final: dict[str, Agreement] = field(default_factory=dict)
+    by_type: dict[str, "TeamAgreement"] = field(default_factory=dict)
+    n_items: int = 0
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        return self.inter.readers
+
+    @property
+    def headline(self) -> Agreement | None:
+        """Cohen's kappa for two readers, Fleiss' kappa for more (None if not computable)."""
+        if len(self.inter.readers) >= 3:
+            return self.inter.fleiss
+        return next(iter(self.inter.pairs.values()), None)
+
+
+def _versus(reads: Mapping[str, Mapping[str, Any]], other: Mapping[str, Any] | None, what: str,
+            categories, n_boot: int, seed: int, level: float, min_items: int,
+            skipped: list) -> dict[str, Agreement]:
+    out: dict[str, Agreement] = {}
+    if not other:
+        return out
+    for r in sorted(reads):
+        common = sorted(set(reads[r]) & set(other))
+        if len(common) < min_items:
+            skipped.append((f"{r} vs {what}", f"{len(common)} items (need {min_items})"))
+            continue
+        out[r] = cohen_kappa([reads[r][k] for k in common], [other[k] for k in common],
+                             categories=categories, n_boot=n_boot, seed=seed, level=level,
+                             raters=(r, what))
+    return out
+
+
+def team_agreement(reads: Mapping[str, Mapping[str, Any]], *, final: Mapping[str, Any] | None = None,
+                   model: Mapping[str, Any] | None = None,
+                   study_types: Mapping[str, str] | None = None,
+                   categories: Sequence[Hashable] | None = None, n_boot: int = DEFAULT_BOOT,
+                   seed: int = 0, level: float = 0.95, min_items: int = 2) -> TeamAgreement:
+    """reads: {reader: {item key: label}}; final / model: {item key: label}; study_types:
+    {item key: study type} for the per-type breakdown (types with fewer than min_items items
+    read by two readers are listed in skipped)."""
+    reads = {r: dict(v) for r, v in reads.items() if v}
+    if categories is None:
+        categories = sorted({v for r in reads.values() for v in r.values()}
+                            | set((final or {}).values()) | set((model or {}).values()), key=str)
+    kw = dict(categories=categories, n_boot=n_boot, seed=seed, level=level)
+    inter = reads_agreement(reads, min_items=min_items, **kw)
+    skipped: list[tuple[str, str]] = list(inter.skipped)
+    vs_model = _versus(reads, model, "model", categories, n_boot, seed, level, min_items, skipped)
+    vs_final = _versus(reads, final, "final", categories, n_boot, seed, level, min_items, skipped)
+    by_type: dict[str, TeamAgreement] = {}
+    if study_types:
+        for t in sorted({study_types.get(k, "") for r in reads.values() for k in r} - {""}):
+            sub = {r: {k: v for k, v in per.items() if study_types.get(k) == t} for r, per in reads.items()}
+            keep = {k for per in sub.values() for k in per}
+            by_type[t] = team_agreement(
+                sub, final={k: v for k, v in (final or {}).items() if k in keep} or None,
+                model={k: v for k, v in (model or {}).items() if k in keep} or None,
+                min_items=min_items, **kw)
+    n = len({k for r in reads.values() for k in r})
+    return TeamAgreement(inter, vs_model, vs_final, by_type, n, tuple(skipped))
+
+
+def project_reads(store: Any, project: str) -> dict[str, dict[str, Any]]:
+    """{reader: {item key: their latest read}} of a reading project (radview.store.reads)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in store.read_log(project):  # in order: the latest read of each reader wins
+        out.setdefault(r.reader, {})[r.key] = r.value
+    return out
+
+
+def project_agreement(store: Any, project: str, *, model: Mapping[str, Any] | None = None,
+                      **kwargs: Any) -> TeamAgreement:
+    """team_agreement of a project's reads, its final labels (consensus or adjudication) and
+    its items' study types; categories: the project's label space classes when known."""
+    p = store.project(project)
+    statuses = store.statuses(project, viewer=_lead(store))
+    final = {k: s.final for k, s in statuses.items() if s.final is not None}
+    types = {k: s.study_type for k, s in statuses.items()}
+    if "categories" not in kwargs and p.space:
+        from radview import spaces as _spaces
+        sp = _spaces.get_space(p.space)
+        if sp is not None and sp.classes:
+            kwargs["categories"] = sp.classes
+    return team_agreement(project_reads(store, project), final=final, model=model,
+                          study_types=types, **kwargs)
+
+
+def _lead(store: Any) -> str:
+    """A viewer who sees everything of a project (statistics are over all reads)."""
+    leads = [n for n, role in store.readers().items() if role in ("adjudicator", "admin")]
+    if leads:
+        return leads[0]
+    raise ValueError("agreement of a blinded project needs an adjudicator or admin registered "
+                     "(radview worklist reader NAME --role adjudicator)")
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else round(float(x), 6)
+
+
+def agreement_dict(a: Agreement | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {"statistic": a.statistic, "kappa": _num(a.value), "ci_low": _num(a.low),
+            "ci_high": _num(a.high), "level": a.level, "n_items": a.n_items,
+            "raters": list(a.raters), "text": a.text}
+
+
+def team_agreement_dict(t: TeamAgreement) -> dict[str, Any]:
+    """JSON-ready (NaN -> null) form of a TeamAgreement (what `radview review --json` prints)."""
+    return {
+        "readers": list(t.readers), "n_items": t.n_items,
+        "headline": agreement_dict(t.headline),
+        "cohen": [agreement_dict(a) for a in t.inter.pairs.values()],
+        "fleiss": agreement_dict(t.inter.fleiss),
+        "reader_vs_model": {r: agreement_dict(a) for r, a in t.vs_model.items()},
+        "reader_vs_final": {r: agreement_dict(a) for r, a in t.vs_final.items()},
+        "by_study_type": {k: team_agreement_dict(v) for k, v in t.by_type.items()},
+        "skipped": [{"what": w, "why": y} for w, y in t.skipped],
+    }
+
+
+def team_agreement_lines(t: TeamAgreement, indent: str = "") -> list[str]:
+    """Plain-text lines (the CLI's and the review panel's summary)."""
+    lines = []
+    for (a, b), k in t.inter.pairs.items():
+        lines.append(f"{indent}{a} vs {b}: {k.text}")
+    if t.inter.fleiss is not None:
+        lines.append(f"{indent}all {len(t.readers)} readers: {t.inter.fleiss.text}")
+    for what, d in (("model", t.vs_model), ("final label", t.vs_final)):
+        for r, k in d.items():
+            lines.append(f"{indent}{r} vs {what}: {k.text}")
+    for st, sub in t.by_type.items():
+        lines.append(f"{indent}{st}:")
+        lines += team_agreement_lines(sub, indent + "  ")
+    return lines
+
+
+__all__ += ["TeamAgreement", "team_agreement", "project_reads", "project_agreement",
+            "agreement_dict", "team_agreement_dict", "team_agreement_lines"]

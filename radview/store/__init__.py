@@ -14,6 +14,10 @@ from radview.store.labels import LabelStore
 from radview.store.service import close_stores, open_store
 from radview.store.model import (KINDS, LEVELS, REASON_CODES, ROLES, Correction, ItemState,
                                   QueueSummary, default_reader)
+from radview.store.team import (ItemStatus, Project, Read, ReaderProgress, ViewPolicy,
+                                WorklistItem, plan_assignment)
 
 __all__ = ["LabelStore", "open_store", "close_stores", "item_id", "StoreError", "Correction", "ItemState", "QueueSummary", "REASON_CODES",
-           "LEVELS", "KINDS", "ROLES", "default_reader", "store_target"]
+           "LEVELS", "KINDS", "ROLES", "default_reader", "store_target",
+           "Project", "Read", "WorklistItem", "ReaderProgress", "ItemStatus", "ViewPolicy",
+           "plan_assignment"]

@@ -6,89 +6,55 @@ transaction when another writer holds the lock (SQLITE_BUSY), so two programs (t
 CLI) writing at once wait for each other instead of failing with "database is locked".
 `Database.read(fn)` runs `fn(conn)` in a read transaction (one consistent snapshot).
 Every other sqlite3 error comes out as a StoreError naming the file and the reason.
+Connections, transactions and migrations are radview.store.base's (shared with PostgreSQL);
+here: how a SQLite file is opened, checked and versioned (PRAGMA user_version).
 """
 from __future__ import annotations
 
 import os
 import random
 import sqlite3
-import threading
 import time
-import weakref
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from radview.store import schema
+from radview.store.base import BaseDatabase
+from radview.store.base import statements as _statements  # noqa: F401 - its old name here
 from radview.store.errors import StoreError, describe, is_busy
-
-T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 2000  # SQLite's own wait inside one statement
 
 
-class _Conn:
-    """One thread's connection. Dropped with its thread (threading.local), which closes it;
-    `users` counts the transactions running on it so close() never pulls it from under one."""
-
-    __slots__ = ("conn", "pid", "users", "__weakref__")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn: sqlite3.Connection | None = conn
-        self.pid = os.getpid()
-        self.users = 0
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-
-    def __del__(self) -> None:  # its thread ended (or the Database was dropped)
-        if self.pid == os.getpid():
-            self.close()
-
-
-class Database:
+class Database(BaseDatabase):
     """A SQLite file with the label-store schema. Thread-safe: each thread gets its own
     connection (created on first use, closed when the thread ends or by close()). close() closes
     the connections no transaction is using at once, and each busy one as soon as its transaction
     ends, in its own thread. Process-safe: a forked child opens its own connections."""
 
+    BEGIN_WRITE = "BEGIN IMMEDIATE"
+    BEGIN_READ = "BEGIN"
+    RETRY_DELAY = (0.002, 0.1)
+    CLOSE_ERRORS = (sqlite3.Error,)
+
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0, readonly: bool = False,
                  pragmas: dict[str, Any] | None = None) -> None:
         self.path = Path(path).expanduser().absolute()
-        self.timeout = float(timeout)
-        self.readonly = readonly
         self.pragmas = dict(pragmas or {})
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: weakref.WeakSet[_Conn] = weakref.WeakSet()
-        self._closed = False
+        self._setup(timeout, readonly)
         if not readonly:
             self._prepare_folder()
-        self.conn()  # open now: problems surface at construction, not at the first click
-        if not readonly:
-            self._migrate()
-        else:
-            version = self.read(_header, "open")[0]
-            if 0 < version < schema.LATEST:
-                self.close()
-                raise StoreError(self.path, f"it was made by an older radview (schema version {version}) "
-                                 "and cannot be upgraded read-only", action="open",
-                                 hint="open it once writable (e.g. run radview where the file may "
-                                      "be written) to upgrade it; the file was left unchanged")
+        self._open()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def n_connections(self) -> int:
-        """Open connections of all threads (what leak checks look at)."""
-        return sum(1 for h in list(self._conns) if h.conn is not None)
+    def _check_readonly(self) -> None:
+        version = self.read(_header, "open")[0]
+        if 0 < version < schema.LATEST:
+            self.close()
+            raise StoreError(self.path, f"it was made by an older radview (schema version {version}) "
+                             "and cannot be upgraded read-only", action="open",
+                             hint="open it once writable (e.g. run radview where the file may "
+                                  "be written) to upgrade it; the file was left unchanged")
 
     # ------------------------------------------------------------------ connections
     def _prepare_folder(self) -> None:
@@ -106,21 +72,6 @@ class Database:
             raise StoreError(self.path, "the file is read-only", action="open",
                              hint="the file was left unchanged; open it with readonly=True to "
                                   "see its labels; images can still be viewed without the store")
-
-    def _holder(self) -> _Conn:
-        if self._closed:
-            raise StoreError(self.path, "the store was closed", action="use")
-        holder = getattr(self._local, "holder", None)
-        if holder is None or holder.conn is None or holder.pid != os.getpid():
-            holder = _Conn(self._connect())
-            self._local.holder = holder
-            with self._lock:
-                self._conns.add(holder)
-        return holder
-
-    def conn(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use)."""
-        return self._holder().conn
 
     def _connect(self) -> sqlite3.Connection:
         deadline = time.monotonic() + self.timeout
@@ -168,58 +119,25 @@ class Database:
                     continue
                 raise describe(exc, self.path, "open") from exc
 
-    def close(self) -> None:
-        """Close the store's connections in every thread (safe to call twice, from any thread):
-        idle ones now, a busy one when its transaction ends (in its own thread)."""
-        with self._lock:
-            self._closed = True
-            holders = list(self._conns)
-        for h in holders:
-            if h.users == 0:
-                h.close()
-
     # ------------------------------------------------------------------ transactions
-    def write(self, fn: Callable[[sqlite3.Connection], T], action: str = "save changes") -> T:
-        """Run fn(conn) in one write transaction; retried while another writer holds the lock."""
-        if self.readonly:
-            raise StoreError(self.path, "it was opened read-only", action=action)
-        return self._run(fn, "BEGIN IMMEDIATE", action)
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
 
-    def read(self, fn: Callable[[sqlite3.Connection], T], action: str = "read") -> T:
-        """Run fn(conn) in one read transaction (a consistent snapshot)."""
-        return self._run(fn, "BEGIN", action)
+    def _execute(self, conn: sqlite3.Connection, sql: str) -> None:
+        conn.execute(sql)
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T], begin: str, action: str) -> T:
-        deadline = time.monotonic() + self.timeout
-        delay = 0.002
-        holder = self._holder()
-        holder.users += 1
-        try:
-            while True:
-                conn = holder.conn
-                try:
-                    conn.execute(begin)
-                    try:
-                        result = fn(conn)
-                        conn.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        if conn.in_transaction:
-                            try:
-                                conn.execute("ROLLBACK")
-                            except sqlite3.Error:
-                                pass
-                        raise
-                except sqlite3.Error as exc:
-                    if is_busy(exc) and time.monotonic() < deadline:
-                        time.sleep(delay * (0.5 + random.random()))
-                        delay = min(delay * 2, 0.1)
-                        continue
-                    raise describe(exc, self.path, action) from exc
-        finally:
-            holder.users -= 1
-            if self._closed and holder.users == 0:
-                holder.close()  # close() came while we worked: we close our own connection
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def _retry(self, exc: BaseException) -> bool:
+        return is_busy(exc)
+
+    def _describe(self, exc: BaseException, action: str) -> StoreError:
+        return describe(exc, self.path, action)
 
     # ------------------------------------------------------------------ schema
     def _check_version(self, header: tuple[int, int, int]) -> None:
@@ -244,20 +162,14 @@ class Database:
                                  hint="the file was left unchanged")
         return header
 
-    def _migrate(self) -> None:
-        def migrate(conn: sqlite3.Connection) -> None:
-            version, app_id, n_tables = self._check_file(conn)
-            for i in range(version, schema.LATEST):
-                for statement in _statements(schema.MIGRATIONS[i]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {i + 1}")
-            if version < schema.LATEST:
-                conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+    def _version(self, conn: sqlite3.Connection) -> int:
+        return self._check_file(conn)[0]
 
-        header = self.read(_header, "open")
-        self._check_version(header)
-        if header[0] < schema.LATEST:
-            self.write(migrate, "create or upgrade the schema")
+    def _start_migration(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+
+    def _set_version(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute(f"PRAGMA user_version = {version}")
 
     def integrity_check(self) -> str:
         """'ok' or SQLite's list of problems."""
@@ -275,18 +187,3 @@ def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
 def _has_wal(path: Path) -> bool:
     wal = Path(str(path) + "-wal")
     return wal.exists() and wal.stat().st_size > 0
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (executescript would COMMIT our transaction)."""
-    out: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out

@@ -47,7 +47,7 @@ def fold(key: str, level: str, source: Label | None, source_boxes_known: bool,
     corrected = value_ev is not None or boxes_ev is not None
     if source is None and not corrected:
         return ItemState(key, level, None, None, False, False, False, len(evs),
-                         source_boxes_known)
+                         source_boxes_known, newest_event_id=evs[-1].id if evs else 0)
     value = value_ev.new_value if value_ev is not None else (source.value if source else None)
     boxes: tuple[Box, ...] = (tuple(boxes_ev.new_value) if boxes_ev is not None
                               else (source.boxes if source else ()))
@@ -67,6 +67,7 @@ def fold(key: str, level: str, source: Label | None, source_boxes_known: bool,
         source_boxes_known=source_boxes_known,
         last_event_id=last_plain.id if last_plain is not None else None,
         last_reader=last_plain.reader if last_plain is not None else "",
+        newest_event_id=evs[-1].id if evs else 0,
     )
 
 

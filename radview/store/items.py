@@ -223,15 +223,15 @@ class ItemsMixin:
                 cur = conn.execute(
                     "INSERT INTO corrections (uid, level, key, kind, old_value, new_value,"
                     " model_output, reader, time, reason, note, model, model_version,"
-                    " exclude_from_training, inverse_of, space, reader_role)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " exclude_from_training, inverse_of, space, reader_role, project)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (r["uid"], check_level(r["level"]), r["key"], kind,
                      value_to_json(kind, value_in(kind, r.get("old_value"))),
                      value_to_json(kind, value_in(kind, r.get("new_value"))),
                      output_to_json(output_in(r.get("model_output"))), r["reader"], r["time"],
                      r["reason"], r.get("note", ""), r.get("model", ""), r.get("model_version", ""),
                      int(bool(r.get("exclude_from_training"))), inverse, r.get("space") or "",
-                     r.get("role") or ""))
+                     r.get("role") or "", r.get("project") or ""))
                 run = r.get("consumed_by_run")
                 if run:
                     conn.execute("INSERT OR IGNORE INTO training_runs (run_id, time) VALUES (?,?)",

@@ -34,6 +34,14 @@ Quick tour (every method is safe to call from any thread; each thread gets its o
     # prediction cache
     store.put_predictions(preds);  store.get_predictions("mura", "1.0", keys) -> {key: Prediction}
 
+    # team reading (issue 16): projects, worklists, blinded reads, adjudication
+    # (radview.store.worklists, radview.store.reads; rules in radview.store.team)
+    store.create_project("p", reads=2, blinded=True, hide_model=True); store.add_to_project("p")
+    store.assign("p", ["alice", "bob"]); store.worklist("p", "alice"); store.progress("p")
+    store.record_read("p", key, "normal", reader="alice"); store.disputed("p")
+    store.adjudicate("p", key, "abnormal", note="why", reader="dana")  # the final label
+    store.conflicts(key, level)   # concurrent corrections by two readers (set_label(seen=...))
+
     # other: store.items(level) (what record_scan learnt), store.source_label(key, level),
     # store.correction(id), store.last_event_id() (poll it to see other programs' writes),
     # store.import_events(records) (radview JSON history), store.backup(dest),
@@ -75,6 +83,8 @@ from radview.store.model import (LEVELS, Correction, ItemState, QueueSummary, Va
                                   value_to_json)
 from radview.store.rows import CHUNK, EVENT_COLS, EVENT_FROM, as_key, event_row, source_row
 from radview.store.undo import UndoMixin
+from radview.store.reads import ReadsMixin
+from radview.store.worklists import WorklistsMixin
 from radview.types import Box, Label
 
 # kept importable from here (older callers)
@@ -87,7 +97,7 @@ def _check_value(value: Value, space: str, key: str) -> None:
         raise ValueError(f"label {value!r} of {key} is not in its label space {sp.text}")
 
 
-class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin):
+class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin, WorklistsMixin, ReadsMixin):
     """The label store (see the module docstring for a tour). Use as a context manager or call
     close(). path=None uses radview.paths.store_db_path() (under RADVIEW_HOME).
     readonly=True opens the file for reading only (e.g. on a read-only share)."""
@@ -162,28 +172,33 @@ class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin):
                   reason: str = "wrong_label", note: str = "", model: str = "",
                   model_version: str = "", model_output: Value = None,
                   exclude_from_training: bool = False, reader: str | None = None,
-                  space: str | None = None) -> Correction:
+                  space: str | None = None, seen: int | None = None) -> Correction:
         """Append a label correction (value: a class name, or None to clear). The old value is
         the current label just before. space: the label space of the value (None: the item's
         own, i.e. its current label's or what the scan recorded); a value that is not a class
-        of a known space raises ValueError. Returns the appended Correction."""
+        of a known space raises ValueError. seen: the newest event id of the item the reader
+        had seen when deciding (ItemState.newest_event_id, 0 for none): when another reader
+        appended an event since, the new event records it in .conflict_with (both are kept;
+        `conflicts()` lists them). Returns the appended Correction."""
         return self._append(as_key(item), check_level(level), "label", value, reason, note,
                             model, model_version, model_output, exclude_from_training, reader,
-                            space)
+                            space, seen=seen)
 
     def set_boxes(self, item: Any, boxes: Iterable[Box], *, reason: str = "wrong_label",
                   note: str = "", model: str = "", model_version: str = "",
                   model_output: Value = None, exclude_from_training: bool = False,
-                  reader: str | None = None, space: str | None = None) -> Correction:
+                  reader: str | None = None, space: str | None = None,
+                  seen: int | None = None) -> Correction:
         """Append a boxes correction for an image: boxes is the whole new list (empty = no
         finding). model_output: the predicted box(es) shown, e.g. when accepting/rejecting one.
-        space: as for set_label."""
+        space, seen: as for set_label."""
         boxes = tuple(boxes)
         for b in boxes:
             if not isinstance(b, Box):
                 raise TypeError(f"boxes must be radview.types.Box, not {type(b).__name__}")
         return self._append(as_key(item), "image", "boxes", boxes, reason, note, model,
-                            model_version, model_output, exclude_from_training, reader, space)
+                            model_version, model_output, exclude_from_training, reader, space,
+                            seen=seen)
 
     def exclude(self, item: Any, level: str = "image", excluded: bool = True, *,
                 reason: str = "bad_image", note: str = "", reader: str | None = None) -> Correction:
@@ -196,33 +211,60 @@ class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin):
 
     def _append(self, key: str, level: str, kind: str, value: Value, reason: str, note: str,
                 model: str, model_version: str, model_output: Value, exclude: bool,
-                reader: str | None, space: str | None) -> Correction:
+                reader: str | None, space: str | None, *, seen: int | None = None,
+                project: str = "") -> Correction:
         check_reason(reason)
         if value is not _SAME:
             value_to_json(kind, value)  # type check before the transaction
         reader = reader or self.reader
         item = self._ids(key)  # hashing a file (once): before the write lock, not inside it
+        return self._db.write(lambda conn: self._append_in(
+            conn, key, level, kind, value, reason, note, model, model_version, model_output,
+            exclude, reader, space, item=item, seen=seen, project=project), "save the correction")
 
-        def txn(conn: sqlite3.Connection) -> Correction:
-            before = self._state_in(conn, key, level)
-            current = _current(before, kind)
-            new = current if value is _SAME else value
-            sp = space if space is not None else self._space_in(conn, key, level, before)
-            if kind == "label" and value is not _SAME:
-                _check_value(new, sp, key)
-            if item != key:
-                conn.execute("INSERT OR IGNORE INTO item_keys (level, key, item, size, mtime_ns)"
-                             " VALUES ('image',?,?,?,?)", (key, item, *_keys._stat(_keys.split_key(key)[0])))
-            cur = conn.execute(
-                "INSERT INTO corrections (uid, level, key, kind, old_value, new_value, model_output,"
-                " reader, time, reason, note, model, model_version, exclude_from_training, space,"
-                " reader_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (uuid.uuid4().hex, level, key, kind, value_to_json(kind, current),
-                 value_to_json(kind, new), output_to_json(model_output), reader, utc_now(),
-                 reason, note or "", model or "", model_version or "", int(bool(exclude)), sp,
-                 self._role_in(conn, reader)))
-            return self._event_in(conn, cur.lastrowid)
-        return self._db.write(txn, "save the correction")
+    def _append_in(self, conn: sqlite3.Connection, key: str, level: str, kind: str, value: Value,
+                   reason: str, note: str, model: str, model_version: str, model_output: Value,
+                   exclude: bool, reader: str, space: str | None, *, item: str,
+                   seen: int | None = None, project: str = "") -> Correction:
+        """_append inside a write transaction (the reads module appends final labels with it)."""
+        before = self._state_in(conn, key, level)
+        current = _current(before, kind)
+        new = current if value is _SAME else value
+        sp = space if space is not None else self._space_in(conn, key, level, before)
+        if kind == "label" and value is not _SAME:
+            _check_value(new, sp, key)
+        if item != key:
+            conn.execute("INSERT OR IGNORE INTO item_keys (level, key, item, size, mtime_ns)"
+                         " VALUES ('image',?,?,?,?)", (key, item, *_keys._stat(_keys.split_key(key)[0])))
+        conflict = None
+        if seen is not None:  # an event of another reader the writer had not seen
+            unseen = [e.id for e in self._events_in(conn, key, level)
+                      if e.id > int(seen) and e.reader != reader]
+            conflict = max(unseen) if unseen else None
+        cur = conn.execute(
+            "INSERT INTO corrections (uid, level, key, kind, old_value, new_value, model_output,"
+            " reader, time, reason, note, model, model_version, exclude_from_training, space,"
+            " reader_role, project, seen_event, conflict_with)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (uuid.uuid4().hex, level, key, kind, value_to_json(kind, current),
+             value_to_json(kind, new), output_to_json(model_output), reader, utc_now(),
+             reason, note or "", model or "", model_version or "", int(bool(exclude)), sp,
+             self._role_in(conn, reader), project or "",
+             None if seen is None else int(seen), conflict))
+        return self._event_in(conn, cur.lastrowid)
+
+    def conflicts(self, item: Any = None, level: str | None = None) -> list[tuple[Correction, Correction]]:
+        """(event, the other reader's event it had not seen) for every conflicting event of an
+        item (or of the whole store), oldest first: two readers who corrected the same item at
+        the same moment. Both events are in the history; the later one is the current label."""
+        events = self.history(item, level)
+        by_id = {e.id: e for e in events}
+        out = []
+        for e in events:
+            if e.conflict_with is not None:
+                other = by_id.get(e.conflict_with) or self.correction(e.conflict_with)
+                out.append((e, other))
+        return out
 
     def undo(self, event_id: int, *, note: str = "", reader: str | None = None) -> Correction:
         """Append the inverse of event event_id (which may itself be an undo: that redoes).
@@ -247,13 +289,13 @@ class LabelStore(ItemsMixin, UndoMixin, MeasurementsMixin):
             cur = conn.execute(
                 "INSERT INTO corrections (uid, level, key, kind, old_value, new_value, model_output,"
                 " reader, time, reason, note, model, model_version, exclude_from_training,"
-                " inverse_of, space, reader_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " inverse_of, space, reader_role, project) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (uuid.uuid4().hex, target.level, target.key, target.kind,
                  value_to_json(target.kind, _current(before, target.kind)),
                  value_to_json(target.kind, _current(after, target.kind)),
                  output_to_json(target.model_output), reader, utc_now(), target.reason, text,
                  target.model, target.model_version, int(after.excluded), event_id,
-                 target.space, self._role_in(conn, reader)))
+                 target.space, self._role_in(conn, reader), target.project))
             return self._event_in(conn, cur.lastrowid)
         return self._db.write(txn, "save the undo")
 

@@ -80,6 +80,9 @@ class Correction:
     consumed_by_run: str | None = None
     space: str = ""
     role: str = ""  # the reader's role when written (ROLES; '' = before schema v4, unknown)
+    project: str = ""  # a reading project's final label (radview.store.reads): its name
+    seen_event: int | None = None     # the item's newest event its writer had seen (None: unsaid)
+    conflict_with: int | None = None  # another reader's event the writer had not seen
 
     @property
     def is_undo(self) -> bool:
@@ -102,6 +105,8 @@ class ItemState:
     source_boxes_known: bool = False  # the source label itself lists the boxes
     last_event_id: int | None = None  # the latest active plain correction (what decides)
     last_reader: str = ""             # ... and who made it
+    newest_event_id: int = 0          # the newest event of any kind, undos too (0: none): what a
+                                      # reader saw, for set_label(seen=...) conflict detection
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,11 @@ class QueueSummary:
 
 
 def default_reader() -> str:
-    """The OS user name (what a correction records unless the reader is changed)."""
+    """RADVIEW_READER when set, else the OS user name (what a correction records unless the
+    reader is changed: LabelStore(reader=...), the label panel's Reader field, `--as`)."""
+    env = os.environ.get("RADVIEW_READER", "").strip()
+    if env:
+        return env
     try:
         return getpass.getuser() or "unknown"
     except Exception:  # no user database entry (containers)

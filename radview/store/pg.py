@@ -12,24 +12,21 @@ given to LabelStore / open_store). Semantics match SQLite's:
 - one connection per thread, opened on first use, closed with its thread or by close();
 - the schema version lives in table radview_meta (user_version, application_id).
 Errors come out as StoreError naming the server/database (never the password) and the reason.
+Connections, transactions and migrations are radview.store.base's (shared with SQLite); the SQL
+PostgreSQL says differently is radview.store.pg_dialect's.
 """
 from __future__ import annotations
 
 import os
 import random
-import threading
 import time
-import weakref
-from typing import Any, Callable, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from radview.store import pg_dialect, schema
+from radview.store.base import BaseDatabase, Holder
 from radview.store.errors import StoreError
-
-T = TypeVar("T")
-
-#: pg_advisory_xact_lock key of the writers' lock ('RVLS')
-WRITE_LOCK = schema.APPLICATION_ID
+from radview.store.pg_dialect import WRITE_LOCK  # noqa: F401 - pg.WRITE_LOCK: the old name
 
 
 def is_url(target: Any) -> bool:
@@ -105,76 +102,30 @@ class PgConnection:
         self.raw.close()
 
 
-class _Holder:
-    __slots__ = ("conn", "pid", "users", "__weakref__")
-
-    def __init__(self, conn: PgConnection) -> None:
-        self.conn: PgConnection | None = conn
-        self.pid = os.getpid()
-        self.users = 0
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection: nothing to keep
-                pass
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            self.close()
-
-
-class PgDatabase:
+class PgDatabase(BaseDatabase):
     """A PostgreSQL database with the label-store schema (see the module docstring)."""
 
     backend = "postgresql"
+    BEGIN_WRITE = pg_dialect.BEGIN_WRITE
+    BEGIN_READ = pg_dialect.BEGIN_READ
+    RETRY_DELAY = (0.005, 0.2)
 
     def __init__(self, url: str, *, timeout: float = 60.0, readonly: bool = False,
                  pragmas: dict[str, Any] | None = None) -> None:
         self.url = url
         self.path = redact(url)  # what messages and LabelStore.path show
-        self.timeout = float(timeout)
-        self.readonly = readonly
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: weakref.WeakSet[_Holder] = weakref.WeakSet()
-        self._closed = False
-        self.conn()
-        if not readonly:
-            self._migrate()
-        else:
-            version = self.read(self._version, "open")
-            if version < schema.LATEST:
-                self.close()
-                raise StoreError(self.path, f"its schema (version {version}) is older than this "
-                                 f"radview's ({schema.LATEST}) and cannot be upgraded read-only",
-                                 action="open", hint="open it once writable to upgrade it")
+        self._setup(timeout, readonly)
+        self._open()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def n_connections(self) -> int:
-        return sum(1 for h in list(self._conns) if h.conn is not None)
+    def _check_readonly(self) -> None:
+        version = self.read(self._version, "open")
+        if version < schema.LATEST:
+            self.close()
+            raise StoreError(self.path, f"its schema (version {version}) is older than this "
+                             f"radview's ({schema.LATEST}) and cannot be upgraded read-only",
+                             action="open", hint="open it once writable to upgrade it")
 
     # ------------------------------------------------------------------ connections
-    def _holder(self) -> _Holder:
-        if self._closed:
-            raise StoreError(self.path, "the store was closed", action="use")
-        holder = getattr(self._local, "holder", None)
-        if holder is None or holder.conn is None or holder.pid != os.getpid():
-            holder = _Holder(self._connect())
-            self._local.holder = holder
-            with self._lock:
-                self._conns.add(holder)
-        return holder
-
-    def conn(self) -> PgConnection:
-        return self._holder().conn
-
     def _connect(self) -> PgConnection:
         psycopg = _psycopg()
         deadline = time.monotonic() + min(self.timeout, 15.0)
@@ -189,78 +140,38 @@ class PgDatabase:
                     raise describe(exc, self.path, "open") from exc
                 time.sleep(0.05 + random.random() * 0.1)
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            holders = list(self._conns)
-        for h in holders:
-            if h.users == 0:
-                h.close()
-
     # ------------------------------------------------------------------ transactions
-    def write(self, fn: Callable[[PgConnection], T], action: str = "save changes") -> T:
-        if self.readonly:
-            raise StoreError(self.path, "it was opened read-only", action=action)
-        # one round trip: BEGIN, then wait for the writers' lock
-        return self._run(fn, f"BEGIN ISOLATION LEVEL READ COMMITTED; "
-                             f"SELECT pg_advisory_xact_lock({WRITE_LOCK})", action)
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (_psycopg().Error,)
 
-    def read(self, fn: Callable[[PgConnection], T], action: str = "read") -> T:
-        return self._run(fn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", action)
+    def _execute(self, conn: PgConnection, sql: str) -> None:
+        conn.raw.execute(sql)
 
-    def _run(self, fn: Callable[[PgConnection], T], begin: str, action: str) -> T:
-        psycopg = _psycopg()
-        deadline = time.monotonic() + self.timeout
-        delay = 0.005
-        holder = self._holder()
-        holder.users += 1
-        reconnected = False
-        try:
-            while True:
-                conn = holder.conn
-                try:
-                    try:
-                        conn.raw.execute(begin)
-                    except psycopg.OperationalError:
-                        # the server dropped this idle connection (restart, idle timeout):
-                        # nothing of this transaction ran yet, so reconnect once and go on
-                        if reconnected or not conn.raw.broken:
-                            raise
-                        reconnected = True
-                        holder.close()
-                        holder.conn = self._connect()
-                        continue
-                    try:
-                        result = fn(conn)
-                        conn.raw.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        if not conn.raw.closed and conn.in_transaction:
-                            try:
-                                conn.raw.execute("ROLLBACK")
-                            except psycopg.Error:
-                                pass
-                        raise
-                except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
-                    if time.monotonic() < deadline:
-                        time.sleep(delay * (0.5 + random.random()))
-                        delay = min(delay * 2, 0.2)
-                        continue
-                    raise describe(exc, self.path, action) from exc
-                except psycopg.Error as exc:
-                    if conn.raw.broken:  # the next call reconnects instead of failing forever
-                        holder.close()
-                    raise describe(exc, self.path, action) from exc
-        finally:
-            holder.users -= 1
-            if self._closed and holder.users == 0:
-                holder.close()
+    def _rollback(self, conn: PgConnection) -> None:
+        if not conn.raw.closed and conn.in_transaction:
+            try:
+                conn.raw.execute("ROLLBACK")
+            except _psycopg().Error:
+                pass
+
+    def _retry(self, exc: BaseException) -> bool:
+        errors = _psycopg().errors
+        return isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected))
+
+    def _dropped(self, conn: PgConnection, exc: BaseException) -> bool:
+        return isinstance(exc, _psycopg().OperationalError) and conn.raw.broken
+
+    def _failed(self, holder: Holder, conn: PgConnection, exc: BaseException) -> None:
+        if conn.raw.broken:  # the next call reconnects instead of failing forever
+            holder.close()
+
+    def _describe(self, exc: BaseException, action: str) -> StoreError:
+        return describe(exc, self.path, action)
 
     # ------------------------------------------------------------------ schema
     @staticmethod
     def _tables(conn: PgConnection) -> set[str]:
-        return {r[0] for r in conn.raw.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+        return {r[0] for r in conn.raw.execute(pg_dialect.TABLES)}
 
     def _version(self, conn: PgConnection) -> int:
         tables = self._tables(conn)
@@ -270,7 +181,7 @@ class PgDatabase:
                                  f"{', '.join(sorted(tables)[:5])})", action="open",
                                  hint="the database was left unchanged")
             return 0
-        meta = dict(conn.raw.execute("SELECT key, value FROM radview_meta").fetchall())
+        meta = dict(conn.raw.execute(pg_dialect.META).fetchall())
         if meta.get("application_id") != str(schema.APPLICATION_ID):
             raise StoreError(self.path, "it is not a radview label store", action="open",
                              hint="the database was left unchanged")
@@ -281,26 +192,16 @@ class PgDatabase:
                              hint="the database was left unchanged; update radview")
         return version
 
-    def _migrate(self) -> None:
-        from radview.store.db import _statements
+    def _start_migration(self, conn: PgConnection, version: int) -> None:
+        if version == 0:
+            conn.raw.execute(pg_dialect.CREATE_META)
+            conn.raw.execute(pg_dialect.INIT_META, (str(schema.APPLICATION_ID),))
 
-        def migrate(conn: PgConnection) -> None:
-            version = self._version(conn)  # again, under the writers' lock
-            if version == 0:
-                conn.raw.execute("CREATE TABLE IF NOT EXISTS radview_meta (key TEXT PRIMARY KEY,"
-                                 " value TEXT NOT NULL)")
-                conn.raw.execute("INSERT INTO radview_meta VALUES ('application_id', %s),"
-                                 " ('user_version', '0') ON CONFLICT (key) DO NOTHING",
-                                 (str(schema.APPLICATION_ID),))
-            for i in range(version, schema.LATEST):
-                for statement in _statements(schema.MIGRATIONS[i]):
-                    for pg_statement in pg_dialect.ddl(statement):
-                        conn.raw.execute(pg_statement)
-                conn.raw.execute("UPDATE radview_meta SET value = %s WHERE key = 'user_version'",
-                                 (str(i + 1),))
+    def _ddl(self, statement: str) -> list[str]:
+        return pg_dialect.ddl(statement)
 
-        if self.read(self._version, "open") < schema.LATEST:
-            self.write(migrate, "create or upgrade the schema")
+    def _set_version(self, conn: PgConnection, version: int) -> None:
+        conn.raw.execute(pg_dialect.SET_VERSION, (str(version),))
 
     def schema_version(self) -> int:
         return self.read(self._version, "read")

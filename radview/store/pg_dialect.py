@@ -10,11 +10,29 @@ The store's modules speak SQLite. `query(sql)` rewrites one statement for psycop
 - SQLite's integer booleans `WHERE 1` / `AND 0` -> `TRUE` / `FALSE`.
 `ddl(statement)` rewrites a migration statement (types, AUTOINCREMENT, WITHOUT ROWID, triggers
 raising 'corrections are append-only' -> a PL/pgSQL trigger function, plus a TRUNCATE guard).
+The rest is what PostgreSQL says where SQLite says BEGIN IMMEDIATE / PRAGMA user_version: the
+transactions' BEGIN and the radview_meta table that holds the schema version.
 """
 from __future__ import annotations
 
 import functools
 import re
+
+from radview.store import schema
+
+#: pg_advisory_xact_lock key of the writers' lock ('RVLS')
+WRITE_LOCK = schema.APPLICATION_ID
+#: a write transaction: BEGIN, then wait for the writers' lock (one round trip), so writers run
+#: one at a time as under SQLite's BEGIN IMMEDIATE
+BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+#: a read transaction: one consistent snapshot
+BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+META = "SELECT key, value FROM radview_meta"
+CREATE_META = "CREATE TABLE IF NOT EXISTS radview_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+INIT_META = ("INSERT INTO radview_meta VALUES ('application_id', %s), ('user_version', '0')"
+             " ON CONFLICT (key) DO NOTHING")
+SET_VERSION = "UPDATE radview_meta SET value = %s WHERE key = 'user_version'"
 
 #: primary keys of the tables written with INSERT OR REPLACE
 PRIMARY_KEYS = {

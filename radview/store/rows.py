@@ -15,7 +15,7 @@ BOX_SOURCES = frozenset({"rsna-csv", "coco", "import:rsna", "import:coco"})
 EVENT_COLS = ("c.id, c.uid, c.key, c.level, c.kind, c.old_value, c.new_value, c.reader, c.time,"
                " c.reason, c.note, c.model, c.model_version, c.model_output,"
                " c.exclude_from_training, c.inverse_of, k.run_id, " + _queue.SPACE_SQL +
-               ", c.reader_role")
+               ", c.reader_role, c.project, c.seen_event, c.conflict_with")
 EVENT_FROM = " FROM corrections c LEFT JOIN consumed k ON k.event_id = c.id"
 
 
@@ -28,7 +28,7 @@ def as_key(item: Any) -> str:
 
 def event_row(row: Sequence[Any], moved: Mapping[str, str] | None = None) -> Correction:
     (id_, uid, key, level, kind, old, new, reader, time, reason, note, model, version, output,
-     exclude, inverse_of, run_id, space, role) = row
+     exclude, inverse_of, run_id, space, role, project, seen, conflict) = row
     if moved:
         key = _keys.forward(key, moved)
     return Correction(id=id_, uid=uid, key=key, level=level, kind=kind, space=space or "",
@@ -36,7 +36,8 @@ def event_row(row: Sequence[Any], moved: Mapping[str, str] | None = None) -> Cor
                       reader=reader, time=time, reason=reason, note=note, model=model,
                       model_version=version, model_output=output_from_json(output),
                       exclude_from_training=bool(exclude), inverse_of=inverse_of,
-                      consumed_by_run=run_id, role=role or "")
+                      consumed_by_run=run_id, role=role or "", project=project or "",
+                      seen_event=seen, conflict_with=conflict)
 
 
 def source_row(row: Sequence[Any] | None) -> tuple[Label | None, bool]:

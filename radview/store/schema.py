@@ -165,12 +165,90 @@ CREATE TABLE readers (
 ) WITHOUT ROWID;
 """
 
+# V5 (issue 16, team reading): projects that need N independent (optionally blinded) reads of
+# each of their studies; worklists; the reads themselves; conflicts of concurrent corrections.
+# - projects: name -> settings (state, changed only by an upsert);
+# - project_items: the studies (or images) of a project (only grows);
+# - worklist_events: append-only assign / claim / release of a project item to a reader (the
+#   worklist is their fold: radview.store.worklists);
+# - reads: append-only blinded reads (a reader's latest read of an item counts); they are NOT
+#   corrections, so nothing reads them as the label: the FINAL label (consensus of the reads, or
+#   the adjudicator's) is appended to `corrections` with corrections.project = the project;
+# - corrections.seen_event: the newest event of the item its writer had seen (NULL: not said);
+#   corrections.conflict_with: the newest event of another reader the writer had NOT seen (two
+#   readers correcting one item at the same moment): both events are kept, the conflict is shown.
+_V5 = """
+ALTER TABLE corrections ADD COLUMN project TEXT NOT NULL DEFAULT '';
+ALTER TABLE corrections ADD COLUMN seen_event INTEGER;
+ALTER TABLE corrections ADD COLUMN conflict_with INTEGER;
+CREATE TABLE projects (
+    name        TEXT PRIMARY KEY,
+    level       TEXT NOT NULL DEFAULT 'study' CHECK (level IN ('study', 'image')),
+    space       TEXT NOT NULL DEFAULT '',
+    reads       INTEGER NOT NULL DEFAULT 2 CHECK (reads >= 1),
+    blinded     INTEGER NOT NULL DEFAULT 1 CHECK (blinded IN (0, 1)),
+    hide_model  INTEGER NOT NULL DEFAULT 1 CHECK (hide_model IN (0, 1)),
+    note        TEXT NOT NULL DEFAULT '',
+    creator     TEXT NOT NULL DEFAULT '',
+    time        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE project_items (
+    project     TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    study_type  TEXT NOT NULL DEFAULT '',
+    split       TEXT NOT NULL DEFAULT '',
+    time        TEXT NOT NULL,
+    PRIMARY KEY (project, key)
+) WITHOUT ROWID;
+CREATE TABLE worklist_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid       TEXT NOT NULL UNIQUE,
+    project   TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    reader    TEXT NOT NULL,
+    op        TEXT NOT NULL CHECK (op IN ('assign', 'claim', 'release')),
+    by_reader TEXT NOT NULL,
+    by_role   TEXT NOT NULL DEFAULT '',
+    time      TEXT NOT NULL,
+    note      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX worklist_events_project ON worklist_events(project, reader);
+CREATE TRIGGER worklist_events_append_only_update BEFORE UPDATE ON worklist_events
+BEGIN SELECT RAISE(ABORT, 'worklist events are append-only'); END;
+CREATE TRIGGER worklist_events_append_only_delete BEFORE DELETE ON worklist_events
+BEGIN SELECT RAISE(ABORT, 'worklist events are append-only'); END;
+CREATE TABLE reads (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid         TEXT NOT NULL UNIQUE,
+    project     TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    reader      TEXT NOT NULL,
+    role        TEXT NOT NULL DEFAULT '',
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL DEFAULT '',
+    note        TEXT NOT NULL DEFAULT '',
+    model_shown INTEGER NOT NULL DEFAULT 0 CHECK (model_shown IN (0, 1)),
+    others_shown INTEGER NOT NULL DEFAULT 0 CHECK (others_shown IN (0, 1)),
+    time        TEXT NOT NULL
+);
+CREATE INDEX reads_project ON reads(project, key);
+CREATE TRIGGER reads_append_only_update BEFORE UPDATE ON reads
+BEGIN SELECT RAISE(ABORT, 'reads are append-only'); END;
+CREATE TRIGGER reads_append_only_delete BEFORE DELETE ON reads
+BEGIN SELECT RAISE(ABORT, 'reads are append-only'); END;
+"""
+
 # Each entry upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST = len(MIGRATIONS)
 OUR_TABLES = frozenset({"items", "source_labels", "corrections", "training_runs", "consumed",
                         "predictions", "corrections_item", "consumed_run",
                         "corrections_append_only_update", "corrections_append_only_delete",
                         "corrections_space", "spaces", "item_keys", "item_keys_item", "moves",
                         "measurement_events", "measurement_events_key", "readers",
-                        "measurement_events_append_only_update", "measurement_events_append_only_delete"})
+                        "measurement_events_append_only_update", "measurement_events_append_only_delete",
+                        # v5
+                        "projects", "project_items", "worklist_events", "worklist_events_project",
+                        "worklist_events_append_only_update", "worklist_events_append_only_delete",
+                        "reads", "reads_project", "reads_append_only_update",
+                        "reads_append_only_delete"})

@@ -65,14 +65,90 @@ def test_detector_boxes_on_a_chest_study_by_default(make_window, open_and_wait, 
     w.ai_panel.threshold.setValue(0.3)
     qtbot.waitUntil(lambda: any(it.isVisible() for it in _predicted(canvas)), timeout=3000)
     assert any("rsna-pneumonia" in line and "box" in line for line in canvas.annotations["top_right"])
+    # `radview gui --screenshot` waits for the boxes model as well as the heatmap model
+    from radview.gui.app import boxes_settled
+
+    assert w.is_settled() and boxes_settled(w)
+    sp_box = ai.box_study.pop(study.key)  # as before the detector's answer came in
+    try:
+        assert not boxes_settled(w)
+        ai.skips[("rsna-pneumonia", study.key)] = "outside its domain"  # a routed skip also ends the wait
+        assert boxes_settled(w)
+    finally:
+        ai.skips.pop(("rsna-pneumonia", study.key), None)
+        ai.box_study[study.key] = sp_box
     assert "rsna-pneumonia" in w.ai_panel.route_label.text()
     # accept the best box: a correction recorded with the detector as the model
     item = max(_predicted(canvas), key=lambda it: it.box.score)
     item.setSelected(True)
     w.box_key(accept=True)
     key = study.views[0].ref.key
-    hist = w.store.history(key)
+    hist = w.store.history(key, level="image")
     assert hist, "accepting a predicted box recorded nothing"
     last = hist[-1]
     assert last.model == "rsna-pneumonia" and last.model_output == (item.box,)
     assert w.store.label(key).boxes[-1].score is None
+
+
+@pytest.fixture
+def plain_dicom_folder(shared_data, tmp_path):
+    """A plain DICOM folder (no RSNA CSV beside it): its studies are labelled at study level."""
+    from radview.models import registry
+
+    info = {i.name: i for i in registry.list_models()}.get("rsna-pneumonia")
+    if info is None or not info.installed:
+        pytest.skip("bundled rsna-pneumonia weights are not installed")
+    src = next((shared_data / "rsna-pneumonia" / "stage_2_train_images").glob(f"{POSITIVE}*.dcm"))
+    root = tmp_path / "plain"
+    root.mkdir()
+    (root / src.name).symlink_to(src)
+    return root
+
+
+def test_predicted_box_edits_in_a_plain_dicom_folder(make_window, open_and_wait, plain_dicom_folder, qtbot):
+    """Accept, reject and edit of a predicted box record image-level box corrections even where
+    the item on the label panel is the DICOM study (no label space of the folder's own)."""
+    from dataclasses import replace
+
+    w = make_window(model=None)
+    open_and_wait(w, plain_dicom_folder)
+    qtbot.waitUntil(lambda: w.viewer.study is not None, timeout=10000)
+    study = w.viewer.study
+    qtbot.waitUntil(lambda: study.key in w.ai.box_study, timeout=120000)
+    panel, canvas = w.extra_panels["labelpanel"], w.viewer.active_canvas()
+    assert panel.level == "study" and panel.key == study.key  # the case of the bug
+    key = study.views[0].ref.key
+    w.ai_panel.threshold.setValue(0.05)
+    qtbot.waitUntil(lambda: len([it for it in _predicted(canvas) if it.isVisible()]) >= 1, timeout=3000)
+    items = sorted(_predicted(canvas), key=lambda it: it.box.score, reverse=True)
+    assert w.store.history(key, level="image") == []
+
+    # accept the best box
+    items[0].setSelected(True)
+    w.box_key(accept=True)
+    hist = w.store.history(key, level="image")
+    assert len(hist) == 1, "accepting a predicted box recorded nothing"
+    ev = hist[-1]
+    assert ev.level == "image" and ev.key == key
+    assert ev.model == "rsna-pneumonia" and ev.model_output == (items[0].box,)
+    assert ev.space == "rsna-pneumonia"
+    assert w.store.label(key).boxes == (replace(items[0].box, score=None),)
+    assert w.store.history(study.key, level="study") == []  # nothing at the study level
+
+    # reject a predicted box: recorded (the rejected box as the model output), true boxes unchanged
+    for it in canvas.scene().selectedItems():
+        it.setSelected(False)
+    target = next((it for it in _predicted(canvas) if it.box != items[0].box), None) or _predicted(canvas)[0]
+    target.setSelected(True)
+    w.box_key(accept=False)
+    hist = w.store.history(key, level="image")
+    assert len(hist) == 2 and hist[-1].level == "image" and hist[-1].model_output == (target.box,)
+    assert w.store.label(key).boxes == (replace(items[0].box, score=None),)
+
+    # edit (move) a predicted box on the canvas: it becomes a label box where it was put
+    old = next(it for it in _predicted(canvas)).box
+    moved = replace(old, x=old.x + 10.0, y=old.y + 5.0)
+    canvas.boxChanged.emit(replace(old, label=f"predicted:{old.label}"), moved)
+    hist = w.store.history(key, level="image")
+    assert len(hist) == 3 and hist[-1].level == "image"
+    assert w.store.label(key).boxes[-1] == replace(moved, score=None)

@@ -219,8 +219,14 @@ def test_bundled_region_model_flags_a_tibia_and_draws_its_cam(qtbot, make_window
     w = make_window(model="region")
     with qtbot.waitSignal(w.ai.studyReady, timeout=120000):
         open_and_wait(w, folder)
+    # routed (issue 13): the header says EXTREMITY, the chest/abdomen model is not run on it ...
+    key = w.viewer.study.key
+    qtbot.waitUntil(lambda: ("region", key) in w.ai.skips, timeout=60000)
+    assert "musculoskeletal" in w.ai.skips[("region", key)]
+    # ... until the user asks: then it runs, flags the tibia and draws its CAM
+    w.ai_panel.run_anyway_button.click()
     canvas = w.viewer.active_canvas()
-    qtbot.waitUntil(lambda: canvas.heat_item.isVisible(), timeout=60000)
+    qtbot.waitUntil(lambda: key in w.ai.study_preds and canvas.heat_item.isVisible(), timeout=60000)
     assert "EXTREMITY" in canvas.banner
     assert not w.ai.study_preds[w.viewer.study.key].in_domain
 

@@ -145,3 +145,107 @@ def test_angle_and_user_calibration(qtbot, make_window, open_and_wait, spacing_f
     assert m.label == "mm (calibrated)" and m.value == pytest.approx(20.0, rel=0.05)
     w.set_tool(None)
     assert c.tool_handler is None
+
+
+def test_user_calibration_survives_a_reopen_of_the_app(qtbot, make_window, open_and_wait, spacing_folder,
+                                                      monkeypatch):
+    """Calibrate a film without spacing, close the window and the store (as quitting does), open
+    a new window on the same folder: the calibration is read back from the store file."""
+    from radview.store import close_stores
+
+    w = make_window(start=False)
+    open_and_wait(w, spacing_folder)
+    c = _show(qtbot, w, "d_none.dcm")
+    key = c.frame.ref.key
+    monkeypatch.setattr(type(w), "ask_known_length", lambda self, measured: 40.0)
+    w.set_tool("calibrate")
+    _drag(c, (10.0, 80.0), (90.0, 80.0))  # 80 px = 40 mm
+    assert w.calibration_for(c).basis == "calibration"
+    rows = [w.measure_list.tree.topLevelItem(i) for i in range(w.measure_list.tree.topLevelItemCount())]
+    assert [(r.text(1), r.text(3)) for r in rows] == [("Calibration", "calibration")]
+    assert rows[0].text(2).endswith("px = 40 mm")
+    assert c.measurements == [], "a calibration is no measurement on the image"
+    w.shutdown()
+    w.close()
+    close_stores()  # the store file is closed: the next window reads it from disk
+    w2 = make_window(start=False)
+    open_and_wait(w2, spacing_folder)
+    c2 = _show(qtbot, w2, "d_none.dcm")
+    assert w2.store is not w.store
+    cal = w2.calibration_for(c2)
+    assert (cal.basis, cal.label) == ("calibration", "mm (calibrated)")
+    assert cal.col_mm == pytest.approx(40.0 / np.hypot(*np.subtract(*w2.store.calibrations()[key].points)), rel=1e-6)
+    w2.set_tool("length")
+    _drag(c2, (10.0, 20.0), (50.0, 20.0))
+    m = w2.store.measurements([key])[key][-1]
+    assert m.basis == "calibration" and m.label == "mm (calibrated)" and m.value == pytest.approx(20.0, rel=0.05)
+    assert "mm (calibrated)" in m.text
+    # deleting the calibration (from the list) is an appended, undoable event: back to px
+    tree = w2.measure_list.tree
+    row = next(i for i in range(tree.topLevelItemCount()) if tree.topLevelItem(i).text(1) == "Calibration")
+    tree.setCurrentItem(tree.topLevelItem(row))
+    w2.measure_list.delete_selected()
+    assert w2.calibration_for(c2).basis == "none"
+    w2.measure_stack.undo()
+    assert w2.calibration_for(c2).basis == "calibration"
+
+
+def _press_move(canvas, a, b, release=True):
+    vp = canvas.viewport()
+    pa, pb = canvas.view_point(*a).toPoint(), canvas.view_point(*b).toPoint()
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pa)
+    QTest.mouseMove(vp, pa + (pb - pa) * 0.5)
+    QTest.mouseMove(vp, pb)
+    if release:
+        QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pb)
+
+
+def test_dragging_a_handle_edits_the_measurement_live_and_undoably(qtbot, make_window, open_and_wait,
+                                                                   spacing_folder):
+    w = make_window(start=False)
+    open_and_wait(w, spacing_folder)
+    c = _show(qtbot, w, "a_patient.dcm")  # 0.5 mm pixels
+    key = c.frame.ref.key
+    w.set_tool("length")
+    _drag(c, (10.0, 20.0), (50.0, 20.0))
+    (first_id, first), = w.store.measurement_entries(key)
+    assert first.value == pytest.approx(20.0, rel=0.03)
+    end = first.points[1]
+    QTest.mouseMove(c.viewport(), c.view_point(*end).toPoint())  # hovering a handle: a move cursor
+    assert c.viewport().cursor().shape() == Qt.CursorShape.SizeAllCursor
+    QTest.mouseMove(c.viewport(), c.view_point(end[0] - 20, end[1] + 30).toPoint())
+    assert c.viewport().cursor().shape() != Qt.CursorShape.SizeAllCursor
+    # grab the end (the length tool is still on: a press on a handle edits, it draws nothing)
+    _press_move(c, end, (end[0] + 40, end[1]), release=False)
+    live = c.measurements[0][1]
+    assert live.value == pytest.approx(40.0, rel=0.03), "the number follows the drag"
+    assert w.store.measurement_entries(key)[0][1] == first, "nothing is written before the release"
+    pb = c.view_point(end[0] + 40, end[1]).toPoint()
+    QTest.mouseRelease(c.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pb)
+    (new_id, edited), = w.store.measurement_entries(key)
+    assert new_id != first_id and edited.value == pytest.approx(40.0, rel=0.03) and edited.basis == "PixelSpacing"
+    assert edited.points[0] == first.points[0]
+    hist = w.store.measurement_history(key)
+    assert [(e.op, e.note) for e in hist] == [("add", ""), ("add", f"edit of {first_id}"),
+                                              ("delete", f"edited: {new_id}")]
+    assert edited.text in [w.measure_list.tree.topLevelItem(0).text(2)]
+    w.measure_stack.undo()
+    assert [m.value for _i, m in w.store.measurement_entries(key)] == [first.value]
+    assert c.measurements[0][1] == first
+    w.measure_stack.redo()
+    assert [m.value for _i, m in w.store.measurement_entries(key)] == [edited.value]
+    assert [e.op for e in w.store.measurement_history(key)] == ["add", "add", "delete", "delete", "restore",
+                                                                "delete", "restore"]
+    # an ROI corner: the opposite corner stays, the statistics follow
+    w.set_tool("rect")
+    _drag(c, (60.0, 40.0), (80.0, 60.0))
+    roi_id, roi = w.store.measurement_entries(key)[-1]
+    corner = roi.points[1]
+    _press_move(c, corner, (corner[0] + 20, corner[1] + 20))
+    roi2 = w.store.measurement_entries(key)[-1][1]
+    assert roi2.points[0] == roi.points[0]
+    assert roi2.stats["area"] == pytest.approx(roi.stats["area"] * 4, rel=0.1)
+    # a press away from any handle still draws a new measurement
+    w.set_tool("length")
+    _drag(c, (10.0, 90.0), (30.0, 90.0))
+    assert [m.kind for _i, m in w.store.measurement_entries(key)] == ["length", "rect", "length"]

@@ -103,3 +103,65 @@ def test_viewer_only_runs_no_side_model(make_window, open_and_wait, mixed_folder
     qtbot.waitUntil(lambda: not w.executor.busy, timeout=10000)
     assert w.ai.box_model == "" and w.ai.gate == ""
     assert not w.ai.box_study and not w.ai.body_parts and not w.ai.preds
+
+
+@pytest.fixture
+def tiny_chest(radview_home) -> str:
+    """A chest classifier (Lite0, random weights) gated by body-part: the heatmap model."""
+    import json
+
+    import torch
+
+    from radview import paths
+    from radview.models import arch
+    from radview.models.manifest import sha256_file
+
+    name = "tiny-chest-gui"
+    folder = paths.user_models_dir() / name
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(arch.build("efficientnet_lite0", 1, "binary").state_dict(), folder / "weights.pt")
+    (folder / "manifest.json").write_text(json.dumps({
+        "format": 1, "name": name, "version": "1", "task": "binary", "classes": ["normal", "abnormal"],
+        "arch": "efficientnet_lite0", "input": {"size": [64, 64], "channels": 3},
+        "weights": {"file": "weights.pt", "sha256": sha256_file(folder / "weights.pt")}, "threshold": 0.5,
+        "domain": {"modalities": ["CR", "DX"], "gate_model": "body-part", "gate_classes": ["chest"]}}),
+        encoding="utf-8")
+    return name
+
+
+def test_the_heatmap_model_is_routed_too_and_runs_on_a_hand_only_when_asked(make_window, open_and_wait,
+                                                                              mixed_folder, tiny_chest, qtbot):
+    w = make_window(model=tiny_chest)
+    open_and_wait(w, mixed_folder)
+    qtbot.waitUntil(lambda: w.ai.model_info is not None, timeout=60000)
+    chest, hand, plain = (_study(w, n) for n in ("chest.dcm", "hand.dcm", "plain.png"))
+    ai = w.ai
+
+    def settled(s):
+        return s.key in ai.study_preds or (tiny_chest, s.key) in ai.skips
+
+    qtbot.waitUntil(lambda: all(settled(s) for s in (chest, hand, plain)), timeout=120000)
+    assert chest.key in ai.study_preds and (tiny_chest, chest.key) not in ai.skips
+    assert hand.key not in ai.study_preds
+    assert not any(v.ref.key in ai.preds for v in hand.views)  # never run on the hand's image
+    reason = ai.skips[(tiny_chest, hand.key)]
+    assert "musculoskeletal" in reason and tiny_chest in reason and "chest" in reason
+    # the browser: the hand's Body part says the heatmap model did not run on it
+    assert _column(w, hand) == "musculoskeletal (header) · not run"
+    assert _column(w, chest) == "chest (header)"
+    # the panel and the canvas say so for the hand, and offer to run it anyway
+    w.show_study(hand)
+    qtbot.waitUntil(lambda: w.ai_panel.run_anyway_button.isVisible(), timeout=5000)
+    assert f"Heatmap · {tiny_chest}: not run" in w.ai_panel.route_label.text()
+    lines = w.viewer.active_canvas().annotations["top_right"]
+    assert f"{tiny_chest}: not run (musculoskeletal)" in lines
+    w.ai_panel.run_anyway_button.click()
+    qtbot.waitUntil(lambda: hand.key in ai.study_preds, timeout=60000)
+    assert (tiny_chest, hand.key) not in ai.skips
+    assert tiny_chest in w.executor.core.requested(hand.key)
+    sp = ai.study_preds[hand.key]
+    assert sp.model == tiny_chest and not sp.in_domain
+    qtbot.waitUntil(lambda: "OUT OF DOMAIN" in w.viewer.active_canvas().banner, timeout=5000)
+    assert _column(w, hand) == "musculoskeletal (header)"
+    qtbot.waitUntil(lambda: not w.ai_panel.run_anyway_button.isVisible(), timeout=10000)

@@ -265,3 +265,53 @@ def test_drop_a_folder_opens_it_and_it_joins_the_recent_list(qtbot, make_window,
     assert len(blocker.args[0].studies) == 5
     assert cfg.recent_paths()[0] == str(image_folder)
     assert [a.text() for a in w.recent_menu.actions()][0] == str(image_folder)
+
+
+def test_display_image_is_built_at_the_resolution_shown(qtbot):
+    """A 2000x1600 frame in a 400x320 canvas is rendered from its stored values box-averaged
+    by the level of the zoom (not at full resolution); 1:1 is full resolution pixel for pixel;
+    the item keeps the frame's geometry, the pixel readout and the lens stay exact."""
+    from dataclasses import replace
+
+    from radview.gui.canvas import ImageCanvas
+    from radview.io.display import block_mean, display_image
+    from radview.types import Frame, ImageRef, Window
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 4096, (1600, 2000), dtype=np.uint16)
+    frame = Frame(ImageRef("/big.png"), stored, auto_window=Window(2048, 4096, "LINEAR", "auto"))
+    c = ImageCanvas()
+    qtbot.addWidget(c)
+    c.resize(400, 320)
+    c.show()
+    qtbot.waitExposed(c)
+    c.set_frame(frame)
+    k = c.display_level
+    assert c.zoom() < 0.25 and k == 4  # fitted: ~0.2 device pixels per image pixel
+    assert c.last_display.shape == (400, 500)  # 1/16 of the pixels, never the full image
+    assert np.array_equal(c.last_display, display_image(replace(frame, stored=block_mean(stored, 4))))
+    r = c.image_item.boundingRect()
+    assert (r.width(), r.height()) == (2000, 1600)  # heatmap, boxes, measurements: image pixels
+    # a window/level change re-renders at the same level (a cheap LUT on 200,000 pixels)
+    win = Window(1000, 800, "LINEAR", "manual")
+    c.set_window(win)
+    assert c.last_display.shape == (400, 500)
+    assert np.array_equal(c.last_display, display_image(replace(frame, stored=block_mean(stored, 4)), window=win))
+    # the readout reads the stored value under the cursor, whatever the level
+    with qtbot.waitSignal(c.pixelInfo, timeout=2000) as blocker:
+        QTest.mouseMove(c.viewport(), c.mapFromScene(c.image_item.mapToScene(QPointF(1234.5, 987.5))))
+    x, y = (int(v) for v in blocker.args[0].split()[1:4:2])
+    assert f"stored {int(stored[y, x])}" in blocker.args[0]
+    # the lens magnifies the full-resolution pixels
+    assert np.array_equal(c.display_region(100, 50, 140, 90),
+                          display_image(replace(frame, stored=stored[50:90, 100:140]), window=win))
+    # 1:1: the next turn renders full resolution, exactly display_image of the frame
+    c.one_to_one()
+    qtbot.waitUntil(lambda: c.display_level == 1, timeout=2000)
+    assert c.last_display.shape == (1600, 2000)
+    assert np.array_equal(c.last_display, display_image(frame, window=win))
+    assert c.image_item.pixmap().width() == 2000
+    # back to fit: the reduced level again
+    c.fit()
+    qtbot.waitUntil(lambda: c.display_level == 4, timeout=2000)
+    assert c.last_display.shape == (400, 500)

@@ -78,6 +78,11 @@ def test_help_opens_with_f1_and_question_mark_and_lists_gestures(qtbot, make_win
         assert "Shift+left-drag" in joined and "Draw a box" in joined
         assert "Tool: measure a length (left-drag)" in rows and rows["Tool: measure a length (left-drag)"] == "L"
         assert "F1, ?" in joined
+        # the keys of the priors, the links and the series strip; the mouse gestures under a heading
+        assert {"PgDown", "PgUp", "Ctrl+L", "Ctrl+Shift+T"} <= {k for k, _t in w.help.rows}
+        assert ("", "Mouse and tools") in w.help.rows
+        assert any(k == "Drag a measurement's handle" for k, _t in w.help.rows)
+        assert any(k.startswith("Right-click a study") and "prior" in t for k, t in w.help.rows)
         QTest.keyClick(w.help, Qt.Key.Key_Escape)
         assert not w.help.isVisible()
     # the toolbar carries the box and measurement tools
@@ -152,6 +157,31 @@ def test_layout_is_saved_and_restored(qtbot, make_window, radview_home):
 
     s = cfg.open_settings()
     assert not s.value("layout/geometry").isEmpty() and not s.value("layout/state").isEmpty()
+
+
+def test_restored_dock_sizes_leave_the_viewer_its_room(qtbot, make_window, radview_home):
+    """The app shows the window's shell first and builds the docks after (app.run): the sizes
+    restored then were wrong (a 400 px browser came back at 700 px, the viewer squeezed)."""
+    from radview.gui.main_window import MainWindow
+
+    w = make_window(start=False, size=(780, 560))
+    w.resizeDocks([w.docks["studies"]], [260], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: abs(w.docks["studies"].width() - 260) <= 4)
+    saved = w.viewer.width()
+    w.shutdown()
+    w2 = MainWindow(deferred=True)  # as radview.gui.app.run does it
+    qtbot.addWidget(w2)
+    try:
+        w2.resize(780, 560)
+        w2.show()
+        qtbot.waitExposed(w2)
+        w2.build()
+        qtbot.waitUntil(lambda: abs(w2.docks["studies"].width() - 260) <= 4)
+        assert abs(w2.viewer.width() - saved) <= 8, (w2.viewer.width(), saved)
+    finally:
+        w2._layout_saved = True
+        w2.shutdown()
+        w2.close()
 
 
 def test_cine_plays_a_multi_frame_file_at_its_frame_time(qtbot, make_window, open_and_wait, tmp_path):
@@ -266,3 +296,203 @@ def test_tag_values_are_never_truncated(qtbot, tmp_path):
     tb.tree.setCurrentItem(item)
     assert tb.detail.toPlainText().endswith(long_text)
     assert tb.tree.textElideMode() == Qt.TextElideMode.ElideNone and tb.tree.wordWrap()
+
+
+# ---------------------------------------------------------------- priors in the browser, picker, links
+
+
+@pytest.fixture
+def three_studies(tmp_path):
+    """Patient P9: chest PA + LAT in 2022, 2023 and 2024 (stored LAT first); patient Q1 once."""
+    root = tmp_path / "priors3"
+    for i, date in enumerate(("20220105", "20230105", "20240131")):
+        for j, vp in enumerate(("LL", "PA")):
+            write_dicom(root / date / f"{vp}.dcm", _ramp(48, 40, top=1000 * (i + 1) + 100 * j), patient_id="P9",
+                        study_uid=f"1.2.9.{i}", instance=j + 1, StudyDate=date, ViewPosition=vp,
+                        StudyDescription=f"CHEST {date}", bits_stored=12)
+    write_dicom(root / "other" / "x.dcm", _ramp(24, 20), patient_id="Q1", StudyDate="20220101")
+    return root
+
+
+def _study_of(w, date):
+    return next(s for s in w.scan_result.studies if s.description == f"CHEST {date}")
+
+
+def _prior_column(w):
+    from radview.gui.widgets.study_browser import PRIORS_COL
+
+    m = w.browser.model
+    return {node.study.description or "x": m.data(m.index_of_node(node, PRIORS_COL)) for node in m.by_study.values()}
+
+
+def test_browser_lists_priors_and_opens_one_as_prior(qtbot, make_window, open_and_wait, three_studies):
+    from radview.gui.widgets.study_browser import PRIORS_COL, _PRIOR
+
+    w = make_window(start=False)
+    open_and_wait(w, three_studies)
+    header = w.browser.tree.header()
+    assert header.visualIndex(PRIORS_COL) == 1, "the Priors column is shown second"
+    w.show_study(_study_of(w, "20240131"), 0)
+    col = _prior_column(w)
+    assert col == {"CHEST 20240131": "current · 2", "CHEST 20230105": "prior · 391 d",
+                   "CHEST 20220105": "prior · 756 d", "x": ""}
+    m = w.browser.model
+    node = m.by_study["1.2.9.0"]
+    assert m.data(m.index_of_node(node, PRIORS_COL), Qt.ItemDataRole.ForegroundRole) == _PRIOR
+    assert "prior of the current study" in m.data(m.index_of_node(node, 0), Qt.ItemDataRole.ToolTipRole)
+    # another study on screen: the marks follow it
+    w.show_study(_study_of(w, "20230105"), 0)
+    assert _prior_column(w) == {"CHEST 20240131": 2, "CHEST 20230105": "current · 1",
+                                "CHEST 20220105": "prior · 365 d", "x": ""}
+    # the browser's context menu opens the oldest study as the prior (not only the most recent)
+    w.show_study(_study_of(w, "20240131"), 0)
+    menu = w.browser.context_menu(node)
+    act = next(a for a in menu.actions() if a.objectName() == "open_as_prior")
+    assert act.isEnabled()
+    act.trigger()
+    st = w.viewer.study
+    assert st.layout == "hanging" and st.key.endswith("|1.2.9.0")
+    assert [v.ref.path.split("/")[-2] for v in st.views] == ["20240131", "20220105", "20240131", "20220105"]
+    col = _prior_column(w)
+    assert col["CHEST 20240131"] == "current · 2", "the hanging keeps the current study marked"
+    assert col["CHEST 20220105"] == "▶ prior · 756 d" and col["CHEST 20230105"] == "prior · 391 d"
+    # the current study's own menu compares it with its most recent prior
+    cur_menu = w.browser.context_menu(m.by_study["1.2.9.2"])
+    cur_act = next(a for a in cur_menu.actions() if a.objectName() == "compare_prior")
+    cur_act.trigger()
+    assert w.viewer.study.key.endswith("|1.2.9.1")
+    # a study of another patient is no prior
+    other = w.browser.context_menu(m.by_study[next(k for k in m.by_study if not k.startswith("1.2.9"))])
+    assert not next(a for a in other.actions() if a.objectName() == "open_as_prior").isEnabled()
+
+
+def test_prior_picker_and_keys_step_older_and_newer(qtbot, make_window, open_and_wait, three_studies):
+    w = make_window(start=False)
+    open_and_wait(w, three_studies)
+    w.show_study(_study_of(w, "20240131"), 0)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    QTest.keyClick(w, Qt.Key.Key_PageDown)  # not comparing yet: the most recent prior
+    assert w.viewer.study.key.endswith("|1.2.9.1") and w.priors_bar.isVisible()
+    combo = w.prior_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "2023-01-05 · CHEST 20230105 · 391 days before", "2022-01-05 · CHEST 20220105 · 756 days before"]
+    assert combo.currentIndex() == 0
+    # the series strip shows the hanging, each view saying which study it is of
+    assert [w.series.caption_of(i) for i in range(w.series.count())] == [
+        "current · 1 · PA · PA.dcm", "prior 2023-01-05 · 2 · PA · PA.dcm",
+        "current · 3 · LL · LL.dcm", "prior 2023-01-05 · 4 · LL · LL.dcm"]
+    QTest.keyClick(w, Qt.Key.Key_PageDown)
+    assert w.viewer.study.key.endswith("|1.2.9.0") and combo.currentIndex() == 1
+    qtbot.waitUntil(lambda: w.viewer.canvas_of(1) is not None and w.viewer.canvas_of(1).frame is not None)
+    assert w.viewer.canvas_of(1).annotations["top_left"][0] == "PRIOR 20220105"
+    QTest.keyClick(w, Qt.Key.Key_PageDown)
+    assert w.viewer.study.key.endswith("|1.2.9.0") and "No older prior" in w.status_label.text()
+    QTest.keyClick(w, Qt.Key.Key_PageUp)
+    assert w.viewer.study.key.endswith("|1.2.9.1")
+    QTest.keyClick(w, Qt.Key.Key_PageUp)
+    assert w.viewer.study.key.endswith("|1.2.9.1") and "most recent prior" in w.status_label.text()
+    combo.activated.emit(1)  # the picker
+    assert w.viewer.study.key.endswith("|1.2.9.0")
+    w.compare_prior(False)
+    assert w.viewer.study.key == "1.2.9.2" and not w.priors_bar.isVisible()
+
+
+def _wl_drag(canvas, dx, dy):
+    vp = canvas.viewport()
+    a = vp.rect().center()
+    QTest.mousePress(vp, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(vp, a + type(a)(dx // 2, dy // 2))
+    QTest.mouseMove(vp, a + type(a)(dx, dy))
+    QTest.mouseRelease(vp, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, a + type(a)(dx, dy))
+
+
+def test_wl_zoom_and_pan_are_linked_on_request_only(qtbot, make_window, open_and_wait, three_studies):
+    from radview.gui.view_link import framing_of
+
+    w = make_window(start=False)
+    open_and_wait(w, three_studies)
+    w.show_study(_study_of(w, "20240131"), 0)
+    assert w.compare_prior(True) and not w.actions["link_views"].isChecked(), "off by default"
+    qtbot.waitUntil(lambda: all(c.frame is not None for _vi, c in w.viewer.visible_canvases()))
+    cur, pri, lat = w.viewer.canvas_of(0), w.viewer.canvas_of(1), w.viewer.canvas_of(3)
+    before = pri.current_window()
+    _wl_drag(cur, 60, -30)
+    assert cur.current_window() != before and pri.current_window() == before, "not linked: the prior stays"
+    cur.zoom_by(2.0)
+    assert framing_of(pri).zoom is None
+    w.actions["link_views"].trigger()  # Ctrl+L
+    assert w.state.links == ((0, 1), (2, 3))
+    # linking starts from the active view: the prior takes its window and framing at once
+    assert pri.current_window() == cur.current_window()
+    assert framing_of(pri).zoom == pytest.approx(framing_of(cur).zoom, rel=1e-3)
+    _wl_drag(cur, -40, 20)
+    qtbot.waitUntil(lambda: pri.current_window() == cur.current_window())
+    assert lat.current_window() != cur.current_window(), "only the row's pair is linked"
+    cur.zoom_by(1.5)  # as the wheel does
+    cur.pan_by(25, -15)
+    fc, fp = framing_of(cur), framing_of(pri)
+    assert fc.zoom == pytest.approx(3.0, rel=0.02) and fp.zoom == pytest.approx(fc.zoom, rel=1e-3)
+    assert fp.center == pytest.approx(fc.center, abs=0.02)
+    # the prior drives the current one just as well
+    pri.pan_by(-40, 0)
+    assert framing_of(cur).center == pytest.approx(framing_of(pri).center, abs=0.02)
+    # unlinked again: each on its own
+    w.actions["link_views"].trigger()
+    assert w.state.links == ()
+    cur.zoom_by(0.5)
+    assert framing_of(pri).zoom == pytest.approx(3.0, rel=0.02)
+    # another prior keeps the user's choice of linking
+    w.actions["link_views"].trigger()
+    w.step_prior(1)
+    assert w.state.links == ((0, 1), (2, 3)) and w.actions["link_views"].isChecked()
+
+
+def test_series_strip_shows_the_views_and_chooses_one(qtbot, make_window, open_and_wait, tmp_path):
+    root = tmp_path / "three"
+    for j in range(3):
+        write_dicom(root / f"{j}.dcm", _ramp(32, 24, top=1000 + 1000 * j), patient_id="P1", study_uid="1.2.6",
+                    instance=j + 1, bits_stored=12, ViewPosition=("PA", "LL", "AP")[j])
+    w = make_window(start=False)
+    open_and_wait(w, root)
+    strip = w.series
+    assert w.docks["series"].isVisible()
+    names = [v.ref.path.rsplit("/", 1)[-1] for v in w.viewer.study.views]  # in the scan's view order
+    vp = {"0.dcm": "PA", "1.dcm": "LL", "2.dcm": "AP"}
+    assert [strip.caption_of(i) for i in range(strip.count())] == [f"{i + 1} · {vp[n]} · {n}"
+                                                                   for i, n in enumerate(names)]
+    qtbot.waitUntil(lambda: all(w.thumbnails.get(v.ref, large=True) is not None for v in w.viewer.study.views))
+
+    def thumb(i):
+        return strip.item(i).icon().pixmap(96, 96).toImage()
+    qtbot.waitUntil(lambda: thumb(2).size().height() == 32)  # the picture, not the blank 96 px square
+    img = thumb(2)
+    assert img.pixelColor(12, 30).lightness() > img.pixelColor(12, 1).lightness(), "the ramp, bright at the bottom"
+    QTest.mouseClick(strip.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     strip.visualItemRect(strip.item(2)).center())
+    assert w.state.view == 2 and strip.currentRow() == 2
+    w.step_image(-1)  # the viewer moves: the strip follows
+    assert strip.currentRow() == 1
+    strip.setFocus()
+    QTest.keyClick(strip, Qt.Key.Key_Home)
+    assert w.state.view == 0
+    QTest.keyClick(strip, Qt.Key.Key_Right)
+    assert w.state.view == 1
+    w.actions["series_strip"].trigger()
+    assert not w.docks["series"].isVisible()
+
+
+def test_browser_columns_fit_header_and_body_part(qtbot, make_window, open_and_wait, three_studies):
+    from radview.gui.widgets.study_browser import BODY_PART_COL, COLUMNS
+
+    w = make_window(start=False)
+    open_and_wait(w, three_studies)
+    header = w.browser.tree.header()
+    fm = header.fontMetrics()
+    for c, name in enumerate(COLUMNS):
+        assert header.sectionSize(c) >= fm.horizontalAdvance(name) + 12, name
+    text = "musculoskeletal (header)"  # radview.gui.ai_routing.body_part_text's longest kind
+    for key in w.browser.model.by_study:
+        w.browser.model.set_body_part(key, text, "test")
+    w.browser.model.flush()
+    qtbot.waitUntil(lambda: header.sectionSize(BODY_PART_COL) >= fm.horizontalAdvance(text), timeout=3000)

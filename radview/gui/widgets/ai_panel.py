@@ -90,8 +90,8 @@ class AIPanel(QWidget):
         self.route_label = QLabel("")
         self.route_label.setWordWrap(True)
         self.run_anyway_button = QPushButton("Run on this study")
-        self.run_anyway_button.setToolTip("Run the boxes model on this study although its body part is "
-                                          "outside the model's domain (the gate still flags the answer)")
+        self.run_anyway_button.setToolTip("Run the model(s) routing skipped on this study although its body "
+                                          "part is outside their domain (the gate still flags the answer)")
         self.run_anyway_button.setVisible(False)
         self._route_model = ""
         self.boxes_check = QCheckBox("Predicted boxes")
@@ -180,19 +180,25 @@ class AIPanel(QWidget):
     def current_box_model(self) -> str:
         return str(self.box_combo.currentData() or "")
 
-    def show_routes(self, verdict, model: str, state: str, skipped: str) -> None:
+    def show_routes(self, verdict, model: str, state: str, skipped: str, heatmap: str = "",
+                    heatmap_skipped: str = "") -> None:
         """The visible study's body part (a routing.BodyPartVerdict or None) and what the boxes
-        model did with it (state text); skipped: why it was not run ("" if it ran)."""
+        model did with it (state text); skipped: why it was not run ("" if it ran); heatmap /
+        heatmap_skipped: the same for the heatmap model when routing skipped it (bodypart,
+        issue 13). "Run on this study" asks for the skipped model(s)."""
         if verdict is None:
             self.body_part_label.setText("")
         else:
             p = f" (p={verdict.probability:.2f})" if verdict.probability is not None else ""
             self.body_part_label.setText(f"Body part: {verdict.part}{p} · {verdict.reason}")
-        self.route_label.setText(f"Boxes · {model}: {state}" if model else "")
-        self.route_label.setObjectName("Warning" if skipped else "")
-        self.route_label.setStyleSheet("color: #ffb454;" if skipped else "")
-        self._route_model = model if skipped else ""
-        self.run_anyway_button.setVisible(bool(skipped))
+        lines = [f"Heatmap · {heatmap}: not run: {heatmap_skipped}"] if heatmap and heatmap_skipped else []
+        lines += [f"Boxes · {model}: {state}"] if model else []
+        self.route_label.setText("\n".join(lines))
+        warn = bool(skipped or (heatmap and heatmap_skipped))
+        self.route_label.setObjectName("Warning" if warn else "")
+        self.route_label.setStyleSheet("color: #ffb454;" if warn else "")
+        self._route_model = (heatmap if heatmap and heatmap_skipped else model) if warn else ""
+        self.run_anyway_button.setVisible(warn)
 
     def show_model_state(self, name: str | None, text: str | None = None) -> None:
         info = self._models.get(name or "")

@@ -1,5 +1,8 @@
 """Help overlay: a translucent sheet over the main window listing every shortcut (from the one
-shortcut table, as currently mapped). Any key or click closes it."""
+shortcut table, as currently mapped: the priors keys PgDown / PgUp / Ctrl+L and the series strip's
+Ctrl+Shift+T among them), the label keys, then the mouse gestures and tools (measurement handles,
+the browser's right-click "open as prior", the series strip). A row with no key is a heading.
+Any key or click closes it."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QRectF, Qt
@@ -58,9 +61,17 @@ class HelpOverlay(QWidget):
         textw = max(fm.horizontalAdvance(t) for _, t in self.rows) + 12
         colw = min(keyw + textw + 40, max(200, (self.width() - 40) // ncols))
         x0 = (self.width() - colw * ncols) // 2
+        heading = QFont(font)
+        heading.setBold(True)
         for i, (keys, text) in enumerate(self.rows):
             col, row = divmod(i, per_col)
             x, y = x0 + col * colw, 70 + row * lh
+            if not keys:  # a heading: across the key and text columns
+                p.setFont(heading)
+                p.setPen(QColor("#ffe27a"))
+                p.drawText(QRectF(x, y, keyw, lh), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text)
+                p.setFont(font)
+                continue
             p.setPen(QColor("#8fb4d9"))
             p.drawText(QRectF(x, y, keyw, lh), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, keys)
             p.setPen(QColor("#d7dae0"))

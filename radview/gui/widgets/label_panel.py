@@ -15,8 +15,9 @@ after each correction unless "pin" is ticked.
 Every label goes through `undo_stack` (a QUndoStack shared with the canvas box edits:
 `panel.undo_stack`), so undo appends an inverse event instead of editing history.
 `panel.undo_action` / `panel.redo_action` (Ctrl+Z / Ctrl+Shift+Z, window-wide) can go in an
-Edit menu as they are. Box edits of the current image: add_box, replace_box (move, resize,
-relabel), delete_box, accept_box, reject_box (the canvas calls them; each is undoable).
+Edit menu as they are. Box edits (radview.gui.widgets.label_boxes): add_box, replace_box (move,
+resize, relabel), delete_box, accept_box, reject_box (the canvas calls them with the image they
+are on; each is undoable; recorded at image level, also on a study-level DICOM item).
 
 With a main-window parent that has studyShown/scanFinished signals, the panel follows it by
 itself (attach): it shows the study being viewed, records each scan in the store on a
@@ -44,20 +45,19 @@ from shiboken6 import isValid
 
 from radview.gui import settings as cfg
 from radview.gui.widgets.label_keys import _keys_setting, default_keys, saved_keys  # noqa: F401 - default_keys: API
-from radview.gui.undo import (AcceptBoxCommand, AddBoxCommand, DeleteBoxCommand, open_owned_store,
-                              RejectBoxCommand, ReplaceBoxCommand, SetLabelCommand, push,
-                              store_signals)
+from radview.gui.undo import open_owned_store, SetLabelCommand, push, store_signals
+from radview.gui.widgets.label_boxes import BoxEdits
 from radview import spaces as label_spaces
 from radview.spaces import LabelSpace
 from radview.store import REASON_CODES, LabelStore, StoreError
-from radview.types import Box
+from radview.store.service import snapshots_of
 
 STUDY_LAYOUTS = ("mura", "dicom")  # labelled per study; other layouts per image
 # a study of these layouts with no label yet still belongs to their space
 LAYOUT_SPACES = {"mura": label_spaces.MURA, "rsna": label_spaces.RSNA}
 
 
-class LabelPanel(QWidget):
+class LabelPanel(BoxEdits, QWidget):
     boxToolRequested = Signal(str)  # 'accept' | 'delete' (the window acts on the selected box)
     labelled = Signal(object)
     advanceRequested = Signal()
@@ -87,6 +87,8 @@ class LabelPanel(QWidget):
         self._shadowed: dict[QAction, QKeySequence] = {}
         self.space: LabelSpace | None = None
         self.spaces_in_use: list[LabelSpace] = []
+        self._study_views: dict[str, tuple[str, ...]] = {}  # study key -> its image keys (box edits)
+        self._model_spaces: dict[str, str | None] = {}      # model -> its label space if it has boxes
         self._build()
         self.set_classes(classes, keys)
         self._open(store)
@@ -302,7 +304,7 @@ class LabelPanel(QWidget):
     def _shortcut(self, cls: str) -> None:
         if isinstance(QApplication.focusWidget(), (QLineEdit, QTextEdit)):
             return  # typing a note or a filter never labels
-        if isValid(self):
+        if isValid(self) and self.isEnabled():  # disabled: e.g. hidden for a blinded read
             self.apply_label(cls)
 
     def _shadow(self, host: QWidget, seq: QKeySequence) -> None:
@@ -375,6 +377,7 @@ class LabelPanel(QWidget):
             self.set_item(None)
             return
         layout = getattr(study, "layout", "flat")
+        self._study_views = {study.key: tuple(v.ref.key for v in study.views)}  # box edits
         space = self.study_space(study)
         self.space_combo.setVisible(False)
         if self._fixed_classes:
@@ -400,7 +403,8 @@ class LabelPanel(QWidget):
         if self.store is None or label is None:
             return
         try:
-            if self.store.source_label(key, level) is None:
+            # the snapshot set_item's refresh reads next (one read for both; cached)
+            if snapshots_of(self.store).item(key, level).state.source is None:
                 from radview.store.labels import BOX_SOURCES
                 self.store.set_source_labels({key: label}, level, replace=False,
                                              boxes_known=label.source in BOX_SOURCES or None)
@@ -447,7 +451,8 @@ class LabelPanel(QWidget):
             model=self.model, model_version=self.model_version,
             model_output=self.model_output if isinstance(self.model_output, str) else None,
             exclude_from_training=self.exclude.isChecked(),
-            space=self.space.name if self.space is not None else None)
+            space=self.space.name if self.space is not None else None,
+            seen=getattr(self, "_seen", None))  # another reader's unseen event: a conflict (issue 16)
         try:
             event = push(self.undo_stack, cmd)
         except (StoreError, ValueError) as exc:
@@ -460,42 +465,6 @@ class LabelPanel(QWidget):
         self.labelled.emit(event)
         if self.advance.isChecked():
             self.advanceRequested.emit()
-        return True
-
-    # box edits of the current image (for the canvas): each is one undoable command carrying
-    # the panel's reason, note, reader and the model on screen
-    def add_box(self, box: Box) -> bool:
-        return self._box_command(AddBoxCommand, box)
-
-    def replace_box(self, old: Box, new: Box) -> bool:
-        """A box moved, resized or relabelled on the canvas."""
-        return self._box_command(ReplaceBoxCommand, old, new)
-
-    def delete_box(self, box: Box) -> bool:
-        return self._box_command(DeleteBoxCommand, box)
-
-    def accept_box(self, predicted: Box) -> bool:
-        return self._box_command(AcceptBoxCommand, predicted)
-
-    def reject_box(self, predicted: Box) -> bool:
-        return self._box_command(RejectBoxCommand, predicted)
-
-    def _box_command(self, cls: type, *args: Any) -> bool:
-        if self.store is None or self.key is None or self.level != "image":
-            return False
-        self._reader_changed()
-        meta = dict(reason=self.reason.currentData(), note=self.note.text().strip() or None,
-                    model=self.model, model_version=self.model_version,
-                    exclude_from_training=self.exclude.isChecked(),
-                    space=self.space.name if self.space is not None else None)
-        try:
-            event = push(self.undo_stack, cls(self.store, self.key, *args, **meta))
-        except (StoreError, ValueError) as exc:
-            self._show_error(str(exc))
-            return False
-        self.note.clear()
-        self._reset_reason()
-        self.labelled.emit(event)
         return True
 
     def _reset_reason(self) -> None:
@@ -524,13 +493,13 @@ class LabelPanel(QWidget):
             self.source_text.setText(self.store_problem and "Label store unavailable")
             self.history.clear()
             return
-        try:
-            state = self.store.state(self.key, self.level)
-            events = self.store.history(self.key, self.level)
+        try:  # state and history in one read transaction, cached until the store changes
+            snap = snapshots_of(self.store).item(self.key, self.level)
+            state, events = snap.state, list(snap.history)
         except StoreError as exc:
             self._show_error(str(exc))
             return
-        label = state.label
+        label, self._seen = state.label, state.newest_event_id  # what this reader has seen
         value = label.value if label is not None and label.value is not None else "unlabelled"
         if label is not None and label.boxes:
             value += f"  ({len(label.boxes)} box{'es' if len(label.boxes) > 1 else ''})"
@@ -549,7 +518,8 @@ class LabelPanel(QWidget):
                 f"{e.old_value} → {e.new_value}" if e.kind == "label"
                 else f"boxes {len(e.old_value)} → {len(e.new_value)}")
             self.history.addItem(f"#{e.id} {e.time[:19].replace('T', ' ')} {e.reader}: {what}"
-                                 f" ({e.reason})")
+                                 f" ({e.reason})" + (f" ⚠ conflict: had not seen #{e.conflict_with}"
+                                                     if e.conflict_with is not None else ""))
 
     def _on_changed(self, key: str, level: str) -> None:
         if not self.follow_hub:

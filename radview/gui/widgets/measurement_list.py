@@ -1,5 +1,7 @@
-"""The measurements of the study being viewed: image, tool, value with its basis; Delete removes
-the selected one (an appended, undoable event), Export writes them as JSON.
+"""The measurements of the study being viewed: image, tool, value with its basis (and each
+image's user calibration, "80.0 px = 40 mm"); Delete removes the selected one (an appended,
+undoable event: deleting a calibration brings back the one before, or the file's spacing),
+Export writes the measurements as JSON.
 
 Signals: deleteRequested(image key, add event id), exportRequested(path)."""
 from __future__ import annotations
@@ -18,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-KIND = {"length": "Length", "angle": "Angle", "cobb": "Cobb", "rect": "Rect ROI", "ellipse": "Ellipse ROI"}
+KIND = {"length": "Length", "angle": "Angle", "cobb": "Cobb", "rect": "Rect ROI", "ellipse": "Ellipse ROI",
+        "calibration": "Calibration"}
 
 
 class MeasurementList(QWidget):
@@ -33,6 +36,7 @@ class MeasurementList(QWidget):
         self.tree.setHeaderLabels(["Image", "Tool", "Value", "Basis"])
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         lay.addWidget(self.tree, 1)
         row = QHBoxLayout()
         self.summary = QLabel("No measurements (tools: L length, K angle, U / O ROI, Shift+L calibrate)")
@@ -66,8 +70,12 @@ class MeasurementList(QWidget):
                 self.tree.addTopLevelItem(it)
         for c in range(4):
             self.tree.resizeColumnToContents(c)
-        n = len(self.entries)
-        self.summary.setText(f"{n} measurement{'s' if n != 1 else ''}" if n else
+        self.tree.setColumnWidth(0, min(self.tree.columnWidth(0), 160))  # the file name elides, the value shows
+        n_cal = sum(1 for _k, _i, m in self.entries if m.kind == "calibration")
+        n = len(self.entries) - n_cal
+        parts = [f"{n} measurement{'s' if n != 1 else ''}"] if n else []
+        parts += [f"{n_cal} calibration{'s' if n_cal != 1 else ''}"] if n_cal else []
+        self.summary.setText(", ".join(parts) if parts else
                              "No measurements (tools: L length, K angle, U / O ROI, Shift+L calibrate)")
         self._update_buttons()
 

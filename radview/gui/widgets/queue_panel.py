@@ -163,10 +163,11 @@ class QueuePanel(QWidget):
             self._fill_counts(self.by_reader, {})
             self.table.setRowCount(0)
             return
-        try:
-            self._last_seen = self.store.last_event_id()
-            self.events = self.store.pending(space=self.space)
-            summary = self.store.queue_summary(space=self.space)
+        try:  # one read transaction (radview.store.service.read_queue), not three
+            from radview.store.service import read_queue
+
+            q = read_queue(self.store, space=self.space)
+            self._last_seen, self.events, summary = q.last_event_id, list(q.pending), q.summary
         except StoreError as exc:
             self.summary.setText(str(exc))
             return

@@ -38,7 +38,7 @@ from radview.gui.workers import TaskQueue
 from radview.review import Interpretation, ReviewSet, build_review, iter_summarize
 from radview.review.report import blend_cam
 from radview.types import ImageRef, Label
-
+from radview.gui.widgets.agreement_view import AgreementView, model_answers_of
 from radview.gui.widgets.review_jobs import ANY, _fmt, _summary_job, wait_until
 
 
@@ -152,9 +152,7 @@ class ReviewPanel(QWidget):
         right.addWidget(cases)
         right.setSizes([160, 260, 140])
         from PySide6.QtWidgets import QPushButton, QTabWidget
-
         from radview.gui.widgets.label_issues_view import LabelIssuesView
-
         self.tabs = QTabWidget()
         self.tabs.addTab(self.scroll, "Top losses")
         issues = QWidget()
@@ -174,6 +172,9 @@ class ReviewPanel(QWidget):
         self.label_issues.studyRequested.connect(self.studyActivated)
         il.addWidget(self.label_issues, 1)
         self.tabs.addTab(issues, "Likely label errors")
+        self.agreement = AgreementView(self, store=getattr(self.parent(), "store", None))  # issue 16
+        self.agreement.model_answers = lambda: model_answers_of(self._data)
+        self.tabs.addTab(self.agreement, "Agreement")
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(self.tabs)
         main.addWidget(right)
@@ -230,13 +231,16 @@ class ReviewPanel(QWidget):
 
     def set_cam(self, ref_key: str, cam) -> None:
         """A CAM (CamMap, or an array: float 0..1 or uint8) for one view of the grid. Kept as
-        uint8 at most 512 px a side; maps of views no longer in the grid are pruned."""
+        uint8 at most 2 x the tile size a side; maps of views no longer in the grid are pruned."""
         from radview.state import compact_cam
         from radview.types import CamMap
 
         data = getattr(cam, "data", cam)
         self._cams.pop(ref_key, None)
-        self._cams[ref_key] = compact_cam(CamMap(ImageRef(ref_key), np.asarray(data))).data
+        # at the size the tile blends it (its gray image is loaded at 2 x thumb): 256 kept maps
+        # are ~13 MB, not ~50 MB at the canvas's 512 px (house, issue 11)
+        self._cams[ref_key] = compact_cam(CamMap(ImageRef(ref_key), np.asarray(data)),
+                                          max_side=2 * self._thumb).data
         if len(self._cams) > self.MAX_CAMS:
             shown = {r.key for r in self._wanted}
             for k in [k for k in self._cams if k not in shown][: len(self._cams) - self.MAX_CAMS]:
@@ -586,6 +590,7 @@ class ReviewPanel(QWidget):
         for t in list(self._threads):
             t.quit()  # never blocks the GUI: the pool thread ends at its next step
         self._threads.clear()
+        self.agreement.shutdown()
         if self._io is not None:
             self._io.stop()
 

@@ -1,5 +1,11 @@
 """Study browser: patients -> studies -> views, with thumbnails, predictions, sort and filter.
 
+Priors (issue 14): the Priors column (shown second) counts each study's priors (the same
+patient's earlier studies, radview.priors); once a study is on screen (set_current) its own row
+says "current" and its priors say "prior, N days before" in a colour of their own; the context
+menu of a study opens it as the prior beside the current study (priorRequested), or compares
+the current one with its most recent prior.
+
 The model is a plain QAbstractItemModel over small Python nodes (10,000 studies cost a few MB);
 thumbnails are requested only for rows that are painted, made on an io thread, kept in a
 byte-bounded LRU and on disk (see thumbnails.py).
@@ -15,82 +21,45 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
+    QMenu,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from radview.types import Prediction, Study, StudyPrediction, View
+from radview.gui.widgets.browser_rows import (
+    LazyPriors,
+    Node,
+    _domain_text,
+    _label_text,
+    study_info,
+    study_priors,
+)
+from radview.types import Prediction, Study, StudyPrediction
+
+__all__ = ["COLUMNS", "INFO_COL", "PRIORS_COL", "Node", "StudyBrowser", "StudyFilter", "StudyModel", "study_info",
+           "study_priors"]
 
 COLUMNS = ("Name", "Type", "Label", "Prediction", "Prob.", "Domain", "Corrected", "Body part",
-           "Patient name", "Patient ID", "Date", "Accession", "Modality", "Images")
+           "Patient name", "Patient ID", "Date", "Accession", "Modality", "Images", "Priors")
 INFO_COL = 8  # the columns from the DICOM header (study_info), one tuple per study
+PRIORS_COL = 14  # shown second (the header moves it), kept last in the model
+BODY_PART_COL = 7
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 NODE_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 # data() is called thousands of times per paint: compare plain ints, reject other roles first.
 _DISPLAY, _DECORATION, _TOOLTIP, _FOREGROUND = (int(Qt.ItemDataRole.DisplayRole), int(Qt.ItemDataRole.DecorationRole),
                                                 int(Qt.ItemDataRole.ToolTipRole), int(Qt.ItemDataRole.ForegroundRole))
-_ROLES = frozenset((_DISPLAY, _DECORATION, _TOOLTIP, _FOREGROUND, SORT_ROLE, NODE_ROLE))
-_WARN, _BAD = QColor("#ffb454"), QColor("#ff6b6b")
-
-
-class Node:
-    __slots__ = ("kind", "parent", "children", "row", "name", "study", "view", "pred", "corrected", "label")
-
-    def __init__(self, kind: str, parent: Node | None, name: str = "", study: Study | None = None,
-                 view: View | None = None):
-        self.kind, self.parent, self.name, self.study, self.view = kind, parent, name, study, view
-        self.children: list[Node] = []
-        self.row = 0
-        self.pred: Prediction | StudyPrediction | None = None
-        self.corrected: str = ""
-        self.label = None  # the store's current label (corrections win) once known: a Label or False
-
-    def add(self, child: Node) -> Node:
-        child.row = len(self.children)
-        self.children.append(child)
-        return child
-
-
-def _label_text(label) -> str:
-    if label is None:
-        return ""
-    if label.value:
-        return label.value
-    return f"{len(label.boxes)} box(es)" if label.boxes else ""
-
-
-def _domain_text(pred) -> str:
-    if pred is None:
-        return ""
-    return "in" if pred.in_domain else "OUT"
-
-
-def _date(value) -> str:
-    """DICOM DA 'YYYYMMDD' -> 'YYYY-MM-DD' (sorts as text); anything else as it is."""
-    v = str(value or "").strip()
-    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v
-
-
-def study_info(st: Study, headers: dict) -> tuple:
-    """(patient name, patient ID, study date, accession, modality, number of images) of a study,
-    from its views' headers (the first that has each)."""
-    hs = [headers.get(v.ref.path) or {} for v in st.views]
-
-    def first(kw: str) -> str:
-        return next((str(h[kw]).strip() for h in hs if h.get(kw) not in (None, "")), "")
-
-    name = first("PatientName").replace("^", " ").strip()
-    mods = sorted({v.modality for v in st.views if v.modality} or ({first("Modality")} - {""}))
-    return (name, first("PatientID"), _date(first("StudyDate")), first("AccessionNumber"),
-            "/".join(mods), len(st.views))
+_FONT = int(Qt.ItemDataRole.FontRole)
+_ROLES = frozenset((_DISPLAY, _DECORATION, _TOOLTIP, _FOREGROUND, _FONT, SORT_ROLE, NODE_ROLE))
+_WARN, _BAD, _PRIOR = QColor("#ffb454"), QColor("#ff6b6b"), QColor("#7fd4a0")
 
 
 class StudyModel(QAbstractItemModel):
@@ -102,6 +71,12 @@ class StudyModel(QAbstractItemModel):
         self.by_ref: dict[str, Node] = {}
         self.studies: list[Study] = []
         self.info: dict[str, tuple] = {}
+        self.priors = LazyPriors((), {})  # study key -> radview.priors.Prior list (earlier first)
+        self.current_key: str | None = None  # the study on screen (its priors are marked)
+        self.marks: dict[str, object] = {}  # study key -> Prior of the current study
+        self.shown_prior: str | None = None  # the prior beside the current study (priors view)
+        self._bold = QFont()
+        self._bold.setBold(True)
         self._dirty: set[Node] = set()
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -115,6 +90,8 @@ class StudyModel(QAbstractItemModel):
         accession / modality columns."""
         self.beginResetModel()
         self.info = {st.key: study_info(st, headers or {}) for st in studies}
+        self.priors = LazyPriors(studies, headers or {})
+        self.current_key, self.marks, self.shown_prior = None, {}, None
         self._dirty.clear()
         self.root = Node("root", None)
         self.by_study.clear()
@@ -134,6 +111,40 @@ class StudyModel(QAbstractItemModel):
                 vnode = snode.add(Node("view", snode, vname or f"view {i + 1}", study=st, view=v))
                 self.by_ref[v.ref.key] = vnode
         self.endResetModel()
+
+    def set_current(self, study_key: str | None, shown_prior: str | None = None) -> None:
+        """The study on screen: its row says 'current', its priors' rows are marked (the one
+        shown beside it, shown_prior, with a ▶)."""
+        if (study_key, shown_prior) == (self.current_key, self.shown_prior):
+            return
+        self.shown_prior = shown_prior
+        from radview.priors import earlier
+
+        old = set(self.marks) | ({self.current_key} if self.current_key else set())
+        self.current_key = study_key
+        self.marks = {p.study.key: p for p in earlier(self.priors.get(study_key or "", []))}
+        for key in old | set(self.marks) | ({study_key} if study_key else set()):
+            node = self.by_study.get(key)
+            if node is not None:
+                self.dataChanged.emit(self.index_of_node(node, 0), self.index_of_node(node, len(COLUMNS) - 1))
+
+    def priors_of(self, study_key: str) -> list:
+        """The study's priors a comparison may use (earlier and same-day: radview.priors.earlier)."""
+        from radview.priors import earlier
+
+        return earlier(self.priors.get(study_key, []))
+
+    def _priors_text(self, node: Node):
+        key = node.study.key
+        n = len(self.priors_of(key))
+        if key == self.current_key:
+            return f"current · {n}" if n else "current"
+        mark = self.marks.get(key)
+        if mark is not None:
+            days = mark.days
+            text = "prior" + (f" · {days} d" if days else " · same day" if days == 0 else "")
+            return f"▶ {text}" if key == self.shown_prior else text
+        return n or ""
 
     def index_of_node(self, node: Node, column: int = 0) -> QModelIndex:
         if node is None or node.kind == "root":
@@ -188,6 +199,9 @@ class StudyModel(QAbstractItemModel):
         if node is not None:
             self._changed(node)
             self._dirty.update(node.children)
+        hook = getattr(self, "body_part_changed", None)
+        if hook is not None:
+            hook(300)  # the browser widens the column to its values (batched)
 
     def body_part(self, study_key: str) -> str:
         return getattr(self, "_body_parts", {}).get(study_key, ("", ""))[0]
@@ -271,7 +285,11 @@ class StudyModel(QAbstractItemModel):
             view = node.view if node.kind == "view" else (
                 node.children[0].view if node.kind == "study" and node.children else None)
             return self.thumbnails.get(view.ref) if view is not None else None
+        if role == _FONT:
+            return self._bold if node.kind == "study" and node.study.key == self.current_key else None
         if role == _FOREGROUND:
+            if node.kind == "study" and node.study.key in self.marks and col in (0, PRIORS_COL):
+                return _PRIOR
             if col == 5 and node.pred is not None and not node.pred.in_domain:
                 return _WARN
             if col == 3 and node.pred is not None:
@@ -284,6 +302,13 @@ class StudyModel(QAbstractItemModel):
             tip = node.view.ref.path
         elif node.kind == "study":
             tip = node.study.key
+            mark = self.marks.get(tip)
+            if mark is not None:
+                from radview.priors import describe
+
+                tip += f"\nprior of the current study: {describe(mark)}\n(right-click: open beside it)"
+            elif self.priors_of(tip):
+                tip += f"\n{len(self.priors_of(tip))} prior(s) of this patient in the folder"
         else:
             tip = node.name
         if node.pred is not None and not node.pred.in_domain:
@@ -325,6 +350,8 @@ class StudyModel(QAbstractItemModel):
             return node.corrected
         if col == 7:
             return self.body_part(node.study.key) if node.study is not None else None
+        if col == PRIORS_COL:
+            return self._priors_text(node) if node.kind == "study" else None
         if col >= INFO_COL and node.study is not None:
             info = self.info.get(node.study.key)
             if info is None:
@@ -357,6 +384,8 @@ class StudyBrowser(QWidget):
 
     studyActivated = Signal(object)
     viewActivated = Signal(object, int)
+    priorRequested = Signal(object)  # a Study to open as the prior beside the current one
+    compareRequested = Signal()  # the current study beside its most recent prior
 
     def __init__(self, thumbnails=None, parent=None):
         super().__init__(parent)
@@ -389,6 +418,15 @@ class StudyBrowser(QWidget):
             header.resizeSection(c, 64)
         header.resizeSection(3, 80)
         header.resizeSection(4, 46)
+        header.setMinimumSectionSize(36)
+        header.setResizeContentsPrecision(64)  # fit_columns samples 64 rows: 10,000 studies fit at once
+        header.moveSection(header.visualIndex(PRIORS_COL), 1)  # Priors second: visible in a narrow dock
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.timeout.connect(lambda: self.fit_columns((BODY_PART_COL,)))
+        self.model.body_part_changed = self._fit_timer.start
         top = QHBoxLayout()
         top.setContentsMargins(4, 4, 4, 0)
         top.addWidget(self.filter_edit, 1)
@@ -412,6 +450,61 @@ class StudyBrowser(QWidget):
         self.model.set_studies(studies, headers)
         if len(self.model.root.children) <= 50:
             self.tree.expandToDepth(0)
+        self.fit_columns()
+
+    def fit_columns(self, columns=None) -> None:
+        """Columns as wide as their header and their (visible) contents, within sane bounds:
+        nothing truncated in a normal dock (the Name column takes at most 260 px, others 200)."""
+        header = self.tree.header()
+        fm = header.fontMetrics()
+        for c in (range(len(COLUMNS)) if columns is None else columns):
+            want = max(fm.horizontalAdvance(COLUMNS[c]) + 28, self.tree.sizeHintForColumn(c) + 8)
+            if c == 0:
+                want = max(want, 150)
+            elif c == BODY_PART_COL:  # filled later (header or model): room for "chest 0.99" at once
+                want = max(want, fm.horizontalAdvance("chest 0.99") + 16)
+            elif c == PRIORS_COL:  # "prior · 391 d" once a study is on screen
+                want = max(want, fm.horizontalAdvance("prior · 9999 d") + 16)
+            want = min(want, 260 if c == 0 else 200)
+            if columns is None or want > header.sectionSize(c):
+                header.resizeSection(c, want)
+
+    def set_current(self, study_key: str | None, shown_prior: str | None = None) -> None:
+        """Mark the study on screen and its priors (the Priors column; ▶ the one beside it)."""
+        self.model.set_current(study_key, shown_prior)
+
+    def _context_menu(self, pos) -> None:
+        idx = self.tree.indexAt(pos)
+        if not idx.isValid():
+            return
+        menu = self.context_menu(self.proxy.mapToSource(idx).internalPointer())
+        if menu is not None:
+            menu.exec(self.tree.viewport().mapToGlobal(pos))
+
+    def context_menu(self, node: Node) -> QMenu | None:
+        """The study row's menu: open it as the prior beside the current study, or compare the
+        current study with its most recent prior (tests call it without exec)."""
+        if node.kind not in ("study", "view"):
+            return None
+        study = node.study
+        cur = self.model.current_key
+        menu = QMenu(self)
+        if study.key != cur:
+            act = menu.addAction("Open as prior beside the current study")
+            act.setObjectName("open_as_prior")
+            mark = self.model.marks.get(study.key)
+            if mark is None:
+                act.setEnabled(False)
+                act.setText("Open as prior (not a prior of the current study)")
+            act.triggered.connect(lambda _c=False, st=study: self.priorRequested.emit(st))
+        else:
+            n = len(self.model.priors_of(cur))
+            act = menu.addAction(f"Compare with its most recent prior ({n} in the folder)" if n else
+                                 "No prior of this patient in the folder")
+            act.setObjectName("compare_prior")
+            act.setEnabled(bool(n))
+            act.triggered.connect(lambda _c=False: self.compareRequested.emit())
+        return menu
 
     def _current_changed(self, current, _previous) -> None:
         if self._silent or not current.isValid():

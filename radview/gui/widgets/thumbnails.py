@@ -1,5 +1,7 @@
-"""Thumbnails for the study browser: made on an io thread, kept in a byte-bounded LRU of
-QPixmaps and as small PNGs under RADVIEW_HOME/thumbnails (keyed by path, frame, size, mtime)."""
+"""Thumbnails for the study browser and the series strip: made on an io thread, kept in a
+byte-bounded LRU of QPixmaps and as small PNGs under RADVIEW_HOME/thumbnails (keyed by path,
+frame, size, mtime). One decode serves both: the browser's icon (get(ref), pre-scaled to
+icon_size) and the strip's full THUMB_PX picture (get(ref, large=True))."""
 from __future__ import annotations
 
 import collections
@@ -68,17 +70,20 @@ class ThumbnailCache(QObject):
         self.icon_size: tuple[int, int] | None = None  # scale to this once, on arrival
         self.bytes = 0
         self._lru: collections.OrderedDict[str, QPixmap] = collections.OrderedDict()
+        self._large: collections.OrderedDict[str, QPixmap] = collections.OrderedDict()
         self._failed: set[str] = set()
         self._requested: set[str] = set()
         self.cache_dir = paths.user_home() / "thumbnails" if disk else None
         self.queue = TaskQueue(max_pending=128, parent=self)
         self.queue.done.connect(self._done)
 
-    def get(self, ref: ImageRef) -> QPixmap | None:
+    def get(self, ref: ImageRef, large: bool = False) -> QPixmap | None:
+        """The icon (large: the THUMB_PX picture of the series strip), or None while it is made."""
         key = ref.key
-        pm = self._lru.get(key)
+        lru = self._large if large else self._lru
+        pm = lru.get(key)
         if pm is not None:
-            self._lru.move_to_end(key)
+            lru.move_to_end(key)
             return pm
         if key not in self._failed and key not in self._requested:
             self._requested.add(key)
@@ -92,20 +97,27 @@ class ThumbnailCache(QObject):
         if error is not None or img is None:
             self._failed.add(key)
             return
+        large = QPixmap.fromImage(img)
         if self.icon_size is not None:
             img = img.scaled(*self.icon_size, Qt.AspectRatioMode.KeepAspectRatio,
                              Qt.TransformationMode.SmoothTransformation)
-        pm = QPixmap.fromImage(img)
-        self._lru[key] = pm
-        self.bytes += pm.width() * pm.height() * 4
-        while self.bytes > self.max_bytes and self._lru:
-            _, old = self._lru.popitem(last=False)
+        pm = QPixmap.fromImage(img) if self.icon_size is not None else large
+        for lru, p in ((self._lru, pm), (self._large, large)):
+            old = lru.pop(key, None)
+            if old is not None:
+                self.bytes -= old.width() * old.height() * 4
+            lru[key] = p
+            self.bytes += p.width() * p.height() * 4
+        while self.bytes > self.max_bytes and (self._lru or self._large):
+            lru = self._large if len(self._large) >= len(self._lru) and self._large else self._lru
+            _, old = lru.popitem(last=False)
             self.bytes -= old.width() * old.height() * 4
         self.ready.emit(key)
 
     def clear(self) -> None:
         self.queue.clear()
         self._lru.clear()
+        self._large.clear()
         self._failed.clear()
         self._requested.clear()
         self.bytes = 0
