@@ -12,10 +12,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
-    QLabel,
     QMainWindow,
-    QProgressBar,
-    QToolButton,
     QWidget,
 )
 
@@ -24,6 +21,7 @@ from radview.gui import settings as cfg
 from radview.gui.menus import MenusMixin
 from radview.gui.panels import PanelsMixin
 from radview.gui.theme import icon, style_chrome
+from radview.gui.status_bar import StatusBarMixin
 from radview.gui.viewer_tools import ViewerToolsMixin
 from radview.gui.priors_view import PriorsMixin
 
@@ -36,7 +34,7 @@ ICONS = {"open_folder": "open", "fit": "fit", "one_to_one": "one", "pan_mode": "
          "grid_layout": "grid", "toggle_cam": "cam", "toggle_boxes": "boxes", "model_saw": "eye", "help": "help",
          **{k: k for k in cfg.TOOLS}}
 
-class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWindow):
+class MainWindow(StatusBarMixin, MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWindow):
     """scanFinished(ScanResult) after a folder is read; studyShown(Study)."""
 
     scanFinished = Signal(object)
@@ -168,29 +166,6 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
         self.docks[key] = dock
         self.panels_menu.addAction(dock.toggleViewAction())
         return dock
-
-    def _build_status_bar(self) -> None:
-        sb = self.statusBar()
-        self.status_label = QLabel("Ready")
-        self.wl_label = QLabel("")
-        self.pixel_label = QLabel("")
-        self.progress = QProgressBar()
-        self.progress.setFixedWidth(200)
-        self.progress.setVisible(False)
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("✕")
-        self.cancel_button.setToolTip("Cancel background work (Esc)")
-        self.cancel_button.setVisible(False)
-        self.errors_button = QToolButton()
-        self.errors_button.setVisible(False)
-        self.errors_button.clicked.connect(lambda: self.built and (self.docks["errors"].show(),
-                                                                   self.docks["errors"].raise_()))
-        sb.addWidget(self.status_label, 1)
-        sb.addPermanentWidget(self.errors_button)
-        sb.addPermanentWidget(self.pixel_label)
-        sb.addPermanentWidget(self.wl_label)
-        sb.addPermanentWidget(self.progress)
-        sb.addPermanentWidget(self.cancel_button)
 
     def _wire(self) -> None:
         self.browser.studyActivated.connect(lambda st: self.show_study(st, 0, from_browser=True))
@@ -462,45 +437,6 @@ class MainWindow(MenusMixin, PanelsMixin, ViewerToolsMixin, PriorsMixin, QMainWi
     def _window_changed(self, window) -> None:
         if window is not None:
             self.wl_label.setText(f"W {window.width:.0f} / L {window.center:.0f}")
-
-    def _errors_changed(self, n: int) -> None:
-        self.errors_button.setVisible(n > 0)
-        self.errors_button.setText(f"⚠ {n} unreadable")
-        self.docks["errors"].setWindowTitle(f"Errors ({n})")
-        if n and not self.docks["errors"].isVisible():
-            self.docks["errors"].show()
-
-    def show_progress(self, done: int | None, total: int = 0, message: str = "") -> None:
-        """Progress in the status bar; applied at most every 150 ms (QProgressBar.setValue
-        repaints synchronously, and inference reports every image)."""
-        self._progress_pending = (done, total, message)
-        if not hasattr(self, "_progress_timer"):
-            self._progress_timer = QTimer(self)
-            self._progress_timer.setSingleShot(True)
-            self._progress_timer.timeout.connect(self._apply_progress)
-        if done is None or not self.progress.isVisible():
-            self._apply_progress()
-        elif not self._progress_timer.isActive():
-            self._progress_timer.start(150)
-
-    def _apply_progress(self) -> None:
-        done, total, message = self._progress_pending
-        bar = self.progress
-        if done is None:
-            self._progress_timer.stop()
-            bar.setVisible(False)
-            self.cancel_button.setVisible(False)
-            return
-        bar.setVisible(True)
-        self.cancel_button.setVisible(True)
-        bar.setUpdatesEnabled(False)  # setValue would repaint at once; let the event loop do it
-        if total is None or total <= 0:
-            bar.setRange(0, 0)
-        else:
-            bar.setRange(0, total)
-            bar.setValue(min(done, total))
-        bar.setFormat(message[:40] if message else "%v/%m")
-        bar.setUpdatesEnabled(True)
 
     def cancel_work(self) -> None:
         if self.help.isVisible():
