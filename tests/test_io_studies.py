@@ -53,6 +53,29 @@ def test_class_folders_with_and_without_split(tmp_path):
     assert sorted(s.label.value for s in r.studies) == ["cat", "dog"]
 
 
+def test_class_folders_inside_a_folder_that_mixes_layouts(tmp_path):
+    root = tmp_path / "mixed"
+    _png(root / "XR_HAND" / "patient00001" / "study1_positive" / "image1.png")
+    for cls in ("abd", "chest"):
+        for i in range(2):
+            _png(root / "openi" / cls / f"{i}.png")
+    for pid in ("patient0007", "patient0008"):  # groupings named like identifiers are not classes
+        _png(root / "cases" / pid / "a.png")
+    _png(root / "photos" / "1.png")             # a folder with images of its own: its sub-folders
+    _png(root / "photos" / "left" / "2.png")    # are not classes either
+    _png(root / "photos" / "right" / "3.png")
+    (root / "dicom").mkdir()
+    write_dicom(root / "dicom" / "x.dcm", np.zeros((16, 16), np.uint16))
+    r = scan(root)
+    assert not r.errors
+    by = {os.path.relpath(v.ref.path, root): s for s in r.studies for v in s.views}
+    assert by[os.path.join("openi", "abd", "0.png")].layout == "class"
+    assert sorted(s.label.value for k, s in by.items() if k.startswith("openi")) == ["abd", "abd", "chest", "chest"]
+    assert by[os.path.join("XR_HAND", "patient00001", "study1_positive", "image1.png")].label.value == "abnormal"
+    for k in (os.path.join("cases", "patient0007", "a.png"), os.path.join("photos", "left", "2.png")):
+        assert by[k].layout == "flat" and by[k].label is None, k
+
+
 def test_flat_folder_one_study_per_file_and_generic_csv(tmp_path):
     for i in range(3):
         _png(tmp_path / f"img{i}.png")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import stat as stat_mod
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -326,18 +327,38 @@ def _read_entry(f: _File) -> IndexEntry:
 # --------------------------------------------------------------------------- grouping
 
 
+_ID_LIKE = re.compile(r"^(?:\d{4,}|[0-9a-f]{8,}(?:-[0-9a-f]{4,})*|(?:patient|study|series|case|subject)[\w.-]*)$",
+                      re.IGNORECASE)
+
+
 def _class_root_dirs(root: str, good: list[_File]) -> set[str]:
-    """Folders directly under root that look like class folders (2..50 of them, each holding
-    images directly, and every raster under root sitting directly in one of them)."""
+    """Folders that look like class folders. Under the scanned folder: 2..50 folders holding
+    images directly, every raster under root sitting directly in one of them. Deeper, in a folder
+    that mixes layouts (`mixed/classes/{abd,chest}/*.png` beside MURA studies and DICOMs): a
+    folder holding no images itself whose 2..50 sub-folders each hold images directly and nothing
+    deeper, none named like an identifier (patient00012, a UID or hash: those are groupings,
+    not classes)."""
     rasters = [f for f in good if f.kind == "raster"]
     if not rasters:
         return set()
     parents = {os.path.dirname(f.path) for f in rasters}
-    if any(os.path.dirname(p) != root for p in parents):
-        return set()
-    if 2 <= len(parents) <= 50:
-        return parents
-    return set()
+    if all(os.path.dirname(p) == root for p in parents):
+        return parents if 2 <= len(parents) <= 50 else set()
+    holders = {os.path.dirname(f.path) for f in good}  # folders holding any readable file
+    by_grand: dict[str, set[str]] = defaultdict(set)
+    for p in parents:
+        if p != root:
+            by_grand[os.path.dirname(p)].add(p)
+    found: set[str] = set()
+    for grand, dirs in by_grand.items():
+        if grand in holders or not 2 <= len(dirs) <= 50:
+            continue
+        if any(_ID_LIKE.match(os.path.basename(d)) for d in dirs):
+            continue
+        if any(os.path.dirname(h) in dirs for h in holders):  # files below a class folder: not classes
+            continue
+        found |= dirs
+    return found
 
 
 def _group(root: str, good: list[_File], headers: dict[str, dict], label_files: list[str],
