@@ -25,9 +25,8 @@ from radview.gui.image_item import ImageItem, level_for, reduced_stored
 from radview.types import Box, Frame, Window
 
 
-def gray_qimage(arr: np.ndarray) -> QImage:
-    """uint8 HxW (gray) or HxWx3 (RGB) or HxWx4 (RGBA) -> QImage that owns a copy of the pixels."""
-    arr = np.ascontiguousarray(arr)
+def _view_qimage(arr: np.ndarray) -> QImage:
+    """A QImage over a contiguous uint8 HxW / HxWx3 / HxWx4 array (no copy: `arr` must outlive it)."""
     h, w = arr.shape[:2]
     if arr.ndim == 2:
         fmt, bpl = QImage.Format.Format_Grayscale8, w
@@ -35,20 +34,19 @@ def gray_qimage(arr: np.ndarray) -> QImage:
         fmt, bpl = QImage.Format.Format_RGB888, 3 * w
     else:
         fmt, bpl = QImage.Format.Format_RGBA8888, 4 * w
-    return QImage(arr.data, w, h, bpl, fmt).copy()
+    return QImage(arr.data, w, h, bpl, fmt)
+
+
+def gray_qimage(arr: np.ndarray) -> QImage:
+    """uint8 HxW (gray) or HxWx3 (RGB) or HxWx4 (RGBA) -> QImage that owns a copy of the pixels."""
+    arr = np.ascontiguousarray(arr)
+    return _view_qimage(arr).copy()
 
 
 def _pixmap(arr: np.ndarray) -> QPixmap:
     """uint8 gray / RGB / RGBA -> QPixmap in one conversion (the pixmap owns its pixels)."""
     arr = np.ascontiguousarray(arr)
-    h, w = arr.shape[:2]
-    if arr.ndim == 2:
-        fmt, bpl = QImage.Format.Format_Grayscale8, w
-    elif arr.shape[2] == 3:
-        fmt, bpl = QImage.Format.Format_RGB888, 3 * w
-    else:
-        fmt, bpl = QImage.Format.Format_RGBA8888, 4 * w
-    return QPixmap.fromImage(QImage(arr.data, w, h, bpl, fmt))
+    return QPixmap.fromImage(_view_qimage(arr))
 
 
 def modality_units(frame: Frame) -> str:

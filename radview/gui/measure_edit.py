@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QUndoCommand
+
+from radview.gui.measure_tools import GuardedCommand
 
 GRAB_PX = 8  # how near (screen pixels) a press must be to a handle
 
 
-class EditCommand(QUndoCommand):
+class EditCommand(GuardedCommand):
     def __init__(self, store, key: str, old_id: int, old, new, on_change: Callable[[str], None],
                  on_error: Callable[[str], None] | None = None):
         from radview.gui.measure_tools import TITLES
@@ -46,16 +47,6 @@ class EditCommand(QUndoCommand):
     def undo(self) -> None:
         self._guard(lambda: self.store.swap_measurements(self.new_id, self.old_id, note="undo"))
         self.on_change(self.key)
-
-    def _guard(self, fn) -> None:
-        from radview.store import StoreError
-
-        try:
-            fn()
-        except (StoreError, ValueError, KeyError) as exc:
-            self.setObsolete(True)
-            if self.on_error is not None:
-                self.on_error(f"{self.key}: {exc}")
 
 
 class HandleEditor(QObject):

@@ -121,7 +121,24 @@ def compute(kind: str, cal, frame, pts):
     raise ValueError(f"unknown measurement tool {kind!r}")
 
 
-class MeasureCommand(QUndoCommand):
+class GuardedCommand(QUndoCommand):
+    """An undo step whose store write can fail later (the store changed under it): the error
+    goes to on_error naming the image, and the command becomes obsolete."""
+    key: str
+    on_error: Callable[[str], None] | None
+
+    def _guard(self, fn) -> None:
+        from radview.store import StoreError
+
+        try:
+            fn()
+        except (StoreError, ValueError, KeyError) as exc:
+            self.setObsolete(True)
+            if self.on_error is not None:
+                self.on_error(f"{self.key}: {exc}")
+
+
+class MeasureCommand(GuardedCommand):
     """Add a measurement to the store (or, with add_id, delete a stored one), undoably: every
     step appends an event (add / delete / restore), the history only grows."""
 
@@ -165,12 +182,3 @@ class MeasureCommand(QUndoCommand):
         last = [e for e in self.store.measurement_history(self.key) if e.target == self.add_id][-1]
         self.store.undo_measurement(last.id)
 
-    def _guard(self, fn) -> None:
-        from radview.store import StoreError
-
-        try:
-            fn()
-        except (StoreError, ValueError, KeyError) as exc:
-            self.setObsolete(True)
-            if self.on_error is not None:
-                self.on_error(f"{self.key}: {exc}")
