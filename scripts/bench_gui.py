@@ -9,6 +9,9 @@
    (the executor's full-resolution float32 map, --cam-size) delivered for every --cam-every-th
    study shown, as with CAMs on.                                       target <= 1.0 GB
    Baseline of the same run: the bytes the old cache held (48 full-resolution float32 maps).
+   RSS is split into the process's own memory (RssAnon) and mapped files (RssFile); with no GPU
+   the CUDA libraries' pages are released (radview/torch_env.py), RADVIEW_KEEP_GPU_PAGES=1 keeps
+   them for comparison.
 4. Score slider: dragging the box score threshold over 4 canvases of 2500x2048 images with
    their heatmaps: max event-loop stall, vs the old path (heat RGB rebuilt per canvas per tick)
    measured in the same run.                                            target max <= 20 ms
@@ -59,10 +62,11 @@ print(t, 'torch' in sys.modules)
 """
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """The process's resident MB: VmRSS (all), RssAnon (its own memory) or RssFile (mapped files)."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -244,6 +248,7 @@ def bench_memory(n_studies: int, model: str | None, tmp: Path, cam_every: int = 
     browse_s = time.perf_counter() - t1
     _wait(app, lambda: False, 1.0)
     rss = _rss_mb()
+    anon, files = _rss_mb("RssAnon"), _rss_mb("RssFile")
     w.shutdown()
     w.close()
     app.processEvents()
@@ -254,6 +259,8 @@ def bench_memory(n_studies: int, model: str | None, tmp: Path, cam_every: int = 
             "review_cam_cache": len(review._cams) if review is not None else 0,
             "scan_s": round(scan_s, 1), "browse_s": round(browse_s, 1), "rss_marks_mb": marks,
             "rss_start_mb": round(rss0), "rss_opened_mb": round(rss_open), "rss_after_browsing_mb": round(rss),
+            "rss_anon_mb": round(anon), "rss_file_mb": round(files),
+            "gpu_pages_kept": os.environ.get("RADVIEW_KEEP_GPU_PAGES") == "1",
             "frame_cache_mb": round(w.frames.bytes / 2**20, 1), "thumb_cache_mb": round(w.thumbnails.bytes / 2**20, 1)}
 
 
@@ -581,7 +588,9 @@ def main() -> int:
             s = results["memory"] = bench_memory(args.studies, model, tmp, args.cam_every)
             print(f"memory: {s['studies']} studies scanned in {s['scan_s']} s, browsed in {s['browse_s']} s "
                   f"with {s['cams_delivered']} full-resolution CAMs delivered; RSS {s['rss_start_mb']} MB at start, "
-                  f"{s['rss_opened_mb']} MB opened, {s['rss_after_browsing_mb']} MB after browsing (target <= 1024 MB); "
+                  f"{s['rss_opened_mb']} MB opened, {s['rss_after_browsing_mb']} MB after browsing (target <= 1024 MB: "
+                  f"{s['rss_anon_mb']} MB its own, {s['rss_file_mb']} MB mapped files; CUDA library pages "
+                  f"{'kept' if s['gpu_pages_kept'] else 'released'}); "
                   f"CAM cache {s['cam_cache_mb']} MB vs {s['old_cam_cache_mb']} MB the old cache held "
                   f"({s['cam_cache_ratio_vs_old']}x); review CAM cache {s['review_cam_cache']} maps", flush=True)
         if "slider" in only:

@@ -33,7 +33,6 @@ import math
 import os
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -43,175 +42,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from radview.io import ImageError, load_frame  # noqa: E402
 from radview.io.labels import read_rsna_csv  # noqa: E402
 from radview.io.samples import shared_data_dir  # noqa: E402
 from radview.models import recipe  # noqa: E402
-from radview.models.detector import (ARCH_OF_KIND, body_detect, body_losses, build_lite0_detector,  # noqa: E402
-                                     fuse_flip, top_forward)
-from radview.models.features import FeatureCache, lite0_trunk, pyramid_features  # noqa: E402
+from radview.models.detector import ARCH_OF_KIND, body_losses, build_lite0_detector  # noqa: E402
+from radview.models.features import FeatureCache  # noqa: E402
 from radview.models.manifest import DomainSpec, InputSpec, Manifest  # noqa: E402
-from radview.models.preprocess import gray_image, resize_gray  # noqa: E402
 from radview.review import detection as dm  # noqa: E402
 from rsna_card import write_card  # noqa: E402  (scripts/rsna_card.py)
+from rsna_features import batch_feats, cache_features, detect_cached, find_image  # noqa: E402  (scripts/rsna_features.py)
 
 SHARED = shared_data_dir() or ROOT.parent / "shared" / "data"
 JPEG = SHARED / "rsna-pneumonia" / "jpeg-512"
-MEAN = np.asarray([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
-STD = np.asarray([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
-LEVELS = ("c4", "c5")
-
-
-def find_image(images: Path, pid: str) -> Path | None:
-    for suf in (".dcm", ".png", ".jpg", ".jpeg"):
-        p = images / (pid + suf)
-        if p.is_file():
-            return p
-    return None
-
-
-def augment(gray: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Box-aware augmentation of an SxS image in [0,1] and its xyxy boxes (same pixels)."""
-    from PIL import Image
-
-    s = gray.shape[0]
-    b = boxes.copy()
-    img = gray
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-        if len(b):
-            b = np.stack([s - b[:, 2], b[:, 1], s - b[:, 0], b[:, 3]], 1)
-    sc = float(rng.uniform(0.85, 1.15))
-    tx, ty = (float(v) for v in rng.uniform(-0.08, 0.08, 2) * s)
-    # output pixel u maps from input (u - c - t) / sc + c
-    c = s / 2.0
-    inv = (1 / sc, 0, c - (c + tx) / sc, 0, 1 / sc, c - (c + ty) / sc)
-    pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
-    img = np.asarray(pil.transform((s, s), Image.Transform.AFFINE, inv, resample=Image.Resampling.BILINEAR,
-                                   fillcolor=0.0), dtype=np.float32)
-    if len(b):
-        area0 = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        b = np.stack([(b[:, 0] - c) * sc + c + tx, (b[:, 1] - c) * sc + c + ty,
-                      (b[:, 2] - c) * sc + c + tx, (b[:, 3] - c) * sc + c + ty], 1)
-        area1 = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        b = np.clip(b, 0, s)
-        area2 = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        keep = (area2 >= 0.4 * area1) & (b[:, 2] - b[:, 0] >= 4) & (b[:, 3] - b[:, 1] >= 4)
-        b = b[keep]
-        del area0
-    img = np.clip(img, 0, 1) ** float(rng.uniform(0.8, 1.25))
-    img = (img - 0.5) * float(rng.uniform(0.85, 1.15)) + 0.5 + float(rng.uniform(-0.08, 0.08))
-    return np.clip(img, 0, 1).astype(np.float32), b.astype(np.float32)
-
-
-def body_input(gray: np.ndarray) -> np.ndarray:
-    """SxS gray in [0,1] -> the detector's normalised 3xSxS input (what its transform does)."""
-    return ((np.repeat(gray[None], 3, 0) - MEAN) / STD).astype(np.float32)
-
-
-def variants_of(split: str, n_aug: int, flip: bool) -> list[str]:
-    """Cached copies of an image: the original; augmented copies of training images; the mirror
-    image of validation and test images (hflip test-time augmentation)."""
-    if split == "fit":
-        return ["orig"] + [f"aug{k}" for k in range(n_aug)]
-    return ["orig"] + (["flip"] if flip else [])
-
-
-def cache_features(items, splits, size, n_aug, cache: FeatureCache, seed, log, device=None, flip=False) -> dict:
-    """{(pid, variant): (feats dict fp16 tensors, boxes (K,4) in size pixels)}."""
-    trunk = lite0_trunk().to(device or "cpu")
-    out: dict = {}
-    todo: list = []
-    t0, done = time.time(), 0
-
-    def flush():
-        if not todo:
-            return
-        x = torch.from_numpy(np.stack([a for _, a, _ in todo])).to(next(trunk.parameters()).device)
-        with torch.inference_mode():
-            f = pyramid_features(trunk, x, LEVELS)
-        for j, (k, _a, b) in enumerate(todo):
-            arrs = {lv: f[lv][j].float().cpu().numpy() for lv in LEVELS}
-            cache.put(f"rsna|{size}|{k[0]}|{k[1]}|{seed}", {**arrs, "boxes": b.reshape(-1)})
-            out[k] = ({lv: torch.from_numpy(a.astype(np.float16)) for lv, a in arrs.items()}, b)
-        todo.clear()
-
-    for n, (pid, path, boxes_img) in enumerate(items):
-        variants = variants_of(splits[pid], n_aug, flip)
-        need = []
-        for v in variants:
-            hit = cache.get(f"rsna|{size}|{pid}|{v}|{seed}")
-            if hit is not None:
-                out[(pid, v)] = ({lv: torch.from_numpy(hit[lv].astype(np.float16)) for lv in LEVELS},
-                                 hit["boxes"].reshape(-1, 4).astype(np.float32))
-            else:
-                need.append(v)
-        if not need:
-            continue
-        try:
-            gray0 = gray_image(load_frame(path))
-        except ImageError as exc:
-            log(f"skip {exc}")
-            continue
-        h, w = gray0.shape
-        gray = resize_gray(gray0, (size, size))
-        b0 = (boxes_img * np.asarray([size / w, size / h, size / w, size / h], dtype=np.float32)).reshape(-1, 4)
-        for v in need:
-            if v == "orig":
-                g, b = gray, b0
-            elif v == "flip":
-                g = np.ascontiguousarray(gray[:, ::-1])
-                b = np.stack([size - b0[:, 2], b0[:, 1], size - b0[:, 0], b0[:, 3]], 1) if len(b0) else b0
-            else:
-                g, b = augment(gray, b0, np.random.default_rng([seed, n, int(v[3:])]))
-            todo.append(((pid, v), body_input(g), b))
-        done += len(need)
-        if len(todo) >= 16:
-            flush()
-            if (n // 16) % 5 == 0:
-                log(f"features: {n + 1}/{len(items)} images, {done} computed, {time.time() - t0:.0f} s")
-    flush()
-    log(f"features: {done} computed in {time.time() - t0:.0f} s")
-    return out
-
-
-def batch_feats(keys, feats, device, model=None, tune=False):
-    """Cached body outputs of a batch; with `tune`, c5 recomputed from c4 by the model's own
-    (fine-tuned) stride-32 blocks."""
-    if tune:
-        c4 = torch.stack([feats[k][0]["c4"] for k in keys]).float().to(device)
-        return OrderedDict((("c4", c4), ("c5", top_forward(model.backbone.body, c4))))
-    return OrderedDict((lv, torch.stack([feats[k][0][lv] for k in keys]).float().to(device)) for lv in LEVELS)
-
-
-def _mirror_np(b: np.ndarray, size: int) -> np.ndarray:
-    return np.stack([size - b[:, 2], b[:, 1], size - b[:, 0], b[:, 3]], 1) if len(b) else b.reshape(-1, 4)
-
-
-def detect_cached(model, pids, feats, size, device, bs=32, tune=False, tta=""):
-    """Detections of the cached originals; with tta='hflip' fused with those of the cached mirror
-    images exactly as the shipped model's forward does (radview.models.detector.fuse_flip)."""
-    model.eval()
-
-    def run(variant):
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(pids), bs):
-                keys = [(p, variant) for p in pids[i:i + bs]]
-                for d in body_detect(model, batch_feats(keys, feats, device, model, tune), size):
-                    outs.append((d["boxes"].float().cpu(), d["scores"].float().cpu()))
-        return outs
-
-    plain = run("orig")
-    if tta != "hflip":
-        return [(b.numpy(), s.numpy()) for b, s in plain]
-    flipped = run("flip")
-    outs = []
-    for (ba, sa), (bb, sb) in zip(plain, flipped):
-        bx, sc = fuse_flip(ba, sa, torch.from_numpy(_mirror_np(bb.numpy(), size)), sb,
-                           top=model.detections_per_img)
-        outs.append((bx.numpy(), sc.numpy()))
-    return outs
 
 
 def best_threshold(outputs, truths, grid=np.round(np.arange(0.05, 0.91, 0.025), 3)) -> tuple[float, float]:
@@ -239,6 +81,28 @@ def top_blocks(model) -> list:
     return list(model.backbone.body._blocks)[C4_BLOCK + 1:]
 
 
+def load_init_top(model, path) -> None:
+    """Blocks 11-15 from a state dict (scripts/pretrain_kermany.py): exactly the top blocks' keys."""
+    from radview.models.detector import C4_BLOCK
+
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    own = {k for k in model.backbone.body.state_dict() if k.startswith("_blocks.") and int(k.split(".")[1]) > C4_BLOCK}
+    if set(sd) != own:
+        raise SystemExit(f"{path}: not the stride-32 blocks' state dict ({len(set(sd) ^ own)} keys differ)")
+    model.backbone.body.load_state_dict(sd, strict=False)
+
+
+def init_top_info(path) -> dict | None:
+    """The pretraining run's figures (pretrain.json next to the blocks file), for the manifest."""
+    if not path:
+        return None
+    f = Path(path).parent / "pretrain.json"
+    info = json.loads(f.read_text()) if f.is_file() else {}
+    return {"file": str(path), "script": info.get("script"), "args": info.get("args"), "counts": info.get("counts"),
+            "picked_epoch": info.get("picked_epoch"), "val": info.get("val"), "test": info.get("test"),
+            "seconds_total": info.get("seconds_total"), "load_average": info.get("load_average")}
+
+
 def train_detector(variant, fit, val, feats, truths_val, args, device, log) -> tuple[torch.nn.Module, dict]:
     kind, tune = kind_of(variant)
     torch.manual_seed(args.seed)
@@ -248,6 +112,8 @@ def train_detector(variant, fit, val, feats, truths_val, args, device, log) -> t
     top_params: list = []
     if tune:
         model.backbone.body.load_imagenet()
+        if getattr(args, "init_top", None):
+            load_init_top(model, args.init_top)
         top_params = [p for b in top_blocks(model) for p in b.parameters()]
         for p in top_params:
             p.requires_grad_(True)
@@ -387,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(fcos-top) also fine-tunes the body's stride-32 blocks (11-15) on cached c4 outputs")
     ap.add_argument("--previous", type=Path, help="the model folder this run would replace: its held-out "
                     "figures (from its manifest) and its challenge-DICOM results (measured now) go in the card")
+    ap.add_argument("--init-top", type=Path, metavar="FILE",
+                    help="initialise the stride-32 blocks of the -top variants from this state dict (e.g. "
+                         "scripts/pretrain_kermany.py's top_blocks.pt) instead of ImageNet")
     ap.add_argument("--top-lr", type=float, default=3e-4, help="learning rate of the fine-tuned stride-32 blocks")
     ap.add_argument("--tta", action="store_true",
                     help="also score the mirror-image test-time augmentation on inner val (mirror images of "
@@ -410,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="merge single-kind runs made in parallel into --out (no training)")
     ap.add_argument("--candidates", nargs="+", type=Path, metavar="RUN",
                     help="with --refresh-dicoms: runs that were trained to replace this model and were not promoted "
-                         "(their measured figures go in its card)")
+                         "(their measured figures go in its card, added to the ones already listed)")
     ap.add_argument("--refresh-dicoms", type=Path, metavar="MODEL_FOLDER",
                     help="measure a saved model's challenge-DICOM results again (after a change of the inference "
                          "path) and rewrite its manifest and card; no training")
@@ -522,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         training={"script": "scripts/train_rsna.py", "data": str(args.labels), "args": {k: str(v) for k, v in vars(args).items()},
                   "backbone": "ImageNet EfficientNet-Lite0 (wheel), " + (
                       "blocks 0-10 frozen, stride-32 blocks 11-15 fine-tuned on cached c4 outputs"
+                      + (f" from {args.init_top} (Kermany-pretrained)" if args.init_top else "")
                       if pick_tune else "frozen") + "; FPN + head trained on cached features",
+                  "init_top": init_top_info(args.init_top) if pick_tune else None,
                   "torch": torch.__version__},
         license="Apache-2.0 (code and weights); RSNA data: challenge terms (research use)")
     m = recipe.save_model_folder(model, manifest, out, fp16=True)
@@ -622,7 +493,8 @@ def candidate_summary(run: Path) -> dict:
             "best_epoch": b["epoch"], "val_auroc": b["val_auroc"], "val_challenge": b["val_challenge"],
             "auroc": h["auroc"], "challenge_score": h["challenge_score"], "threshold": d["threshold"],
             "dicom_hits": c.get("positives_with_box_iou40"), "dicom_clean": c.get("negatives_without_box"),
-            "seconds": m["seconds_total"], "load_average": m.get("load_average")}
+            "seconds": m["seconds_total"], "load_average": m.get("load_average"),
+            "aug": d["training"]["args"].get("aug"), "init_top": d["training"].get("init_top")}
 
 
 def refresh_dicoms(folder: Path, candidates: list[Path] = ()) -> int:
@@ -635,13 +507,20 @@ def refresh_dicoms(folder: Path, candidates: list[Path] = ()) -> int:
     d = json.loads((Path(folder) / "manifest.json").read_text())
     before = d["metrics"].get("challenge_dicoms") or {}
     now = challenge_dicoms(lm, float(d["threshold"]))
-    now["measured_again"] = (time.strftime("%Y-%m-%d") + ": 8-bit DICOMs without a window now get the model input of "
-                             "their JPEG twins (pixels / 255), not the viewer's auto window; before: "
-                             f"{before.get('positives_with_box_iou40')} of {before.get('positives')} positives hit, "
-                             f"{before.get('negatives_without_box')} of {before.get('negatives')} negatives clear")
+    if now["images"] == before.get("images"):  # unchanged: the note of the change that moved them stays
+        now["measured_again"] = before.get("measured_again") or (
+            time.strftime("%Y-%m-%d") + " through the installed model folder: the same per-image figures")
+    else:
+        now["measured_again"] = (time.strftime("%Y-%m-%d") + ": 8-bit DICOMs without a window now get the model input of "
+                                 "their JPEG twins (pixels / 255), not the viewer's auto window; before: "
+                                 f"{before.get('positives_with_box_iou40')} of {before.get('positives')} positives hit, "
+                                 f"{before.get('negatives_without_box')} of {before.get('negatives')} negatives clear")
     d["metrics"]["challenge_dicoms"] = now
-    if candidates:
-        d["metrics"]["candidates_not_promoted"] = [candidate_summary(r) for r in candidates]
+    if candidates:  # added to the ones already listed (their run folders may be gone), a run measured again replaced
+        new = [candidate_summary(r) for r in candidates]
+        runs = {c["run"] for c in new}
+        kept = [c for c in d["metrics"].get("candidates_not_promoted") or [] if c["run"] not in runs]
+        d["metrics"]["candidates_not_promoted"] = kept + new
     (Path(folder) / "manifest.json").write_text(json.dumps(d, indent=2) + "\n")
     write_card(Path(folder), d, argparse.Namespace(**d["training"]["args"]))
     print(f"{folder}: positives hit {now['positives_with_box_iou40']}/{now['positives']}, negatives clear "

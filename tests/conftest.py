@@ -10,6 +10,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Two cores on CI: keep torch from oversubscribing when several things run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+from radview import torch_env  # noqa: E402
+
+torch_env.lean_import()  # tests import torch as the app does: without triton (radview/torch_env.py)
+
 # ../shared/data beside the project; RADVIEW_SHARED_DATA overrides it (as for radview.io.samples):
 # `RADVIEW_SHARED_DATA=/nonexistent scripts/test` runs the suite as a fresh clone without it.
 SHARED_DATA = (Path(os.environ["RADVIEW_SHARED_DATA"]) if os.environ.get("RADVIEW_SHARED_DATA")

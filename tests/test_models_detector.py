@@ -60,6 +60,29 @@ def test_bundled_detector_manifest_card_and_size():
     assert c["test"]["images"] + c["val"]["images"] + c["fit"]["images"] == 1286
 
 
+def test_card_candidates_and_the_promotion_rule():
+    """Runs trained to replace the bundled model: each listed in the card with its measured figures,
+    and each fell short of the bundled held-out AUROC or challenge metric (the rule: promoted only if
+    both are not worse); a bundled model that replaced a previous one is not worse on either."""
+    info = registry.get_model_info("rsna-pneumonia")
+    if not info.installed:
+        pytest.skip(info.status)
+    mt, card = info.manifest.metrics, info.manifest.card_path.read_text()
+    h = mt["held_out"]
+    for c in mt.get("candidates_not_promoted") or []:
+        assert c["auroc"] < h["auroc"] or c["challenge_score"] < h["challenge_score"], c
+        init = "Kermany" if c.get("init_top") else "ImageNet"  # where its stride-32 blocks started
+        assert (f"| {c['variant']} | {init} | {c['size']} px | {c['tta'] or 'none'} | {c['epochs']} ({c['best_epoch']}) | "
+                f"{c['val_challenge']:.3f} | {c['val_auroc']:.3f} | {c['challenge_score']:.3f} | {c['auroc']:.3f} | "
+                f"{c['dicom_hits']}/3 | {c['dicom_clean']}/7 |") in card, c
+    if info.manifest.training.get("init_top"):  # Kermany-pretrained blocks: the card says whether that helped
+        assert "This model: Kermany pretraining of blocks 11-15" in card
+        assert "It helped on inner val" in card or "It did not help on inner val" in card
+    prev = mt.get("previous") or {}
+    if prev.get("auroc") is not None:
+        assert h["auroc"] >= prev["auroc"] and h["challenge_score"] >= prev["challenge_score"], prev
+
+
 def test_detector_on_the_challenge_dicoms_matches_the_card(shared_data):
     model = _detector()
     truth = _truth(shared_data)
@@ -83,12 +106,15 @@ def test_detector_on_most_challenge_dicoms(shared_data):
     """The issue's bar on the 10 real fixtures: a box at IoU >= 0.4 on most of the 3 positives and
     none above the threshold on most of the 7 negatives. The figures are the card's, which
     test_detector_on_the_challenge_dicoms_matches_the_card measures again through the engine."""
-    want = _detector().manifest.metrics["challenge_dicoms"]
+    mt = _detector().manifest.metrics
+    want = mt["challenge_dicoms"]
     hits, clean = want["positives_with_box_iou40"], want["negatives_without_box"]
     assert clean > want["negatives"] / 2, f"boxes above the threshold on {want['negatives'] - clean} of 7 negatives"
     if hits <= want["positives"] / 2:
+        cands = [f"{c['variant']} {c['size']} px {c['dicom_hits']}/3" for c in mt.get("candidates_not_promoted") or []]
         pytest.xfail(f"known shortfall, measured in the card: a box at IoU >= 0.4 on {hits} of 3 positives "
-                     f"(best IoU per positive: {[r['best_iou'] for r in want['images'] if r['truth_boxes']]})")
+                     f"(best IoU per positive: {[r['best_iou'] for r in want['images'] if r['truth_boxes']]}); "
+                     f"candidates not promoted by the held-out rule: {', '.join(cands) or 'none'}")
 
 
 def _twin(dcm: Path, out: Path) -> Path:

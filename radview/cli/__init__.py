@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from radview import __version__
+from radview import __version__, torch_env
 
 class CliError(Exception):
     """An error the user can act on: printed as one line, exit code 2."""
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    torch_env.lean_import()  # before any command imports torch: no unused GPU compiler (+100 MB)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `radview` alone or `radview PATH` opens the app.

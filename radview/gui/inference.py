@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from radview import torch_env
 from radview.types import ImageRef, Prediction
 
 
@@ -100,6 +101,7 @@ class Backend:
         if self.model is not None and self.model.manifest.name == name:
             self.registry.clear_cache()  # a reload (e.g. a retrain promoted a version): from disk
         model = self.registry.load_model(name, None if device in ("", "auto") else device)
+        torch_env.release_unused_gpu_pages()  # torch is imported now: no GPU, no CUDA pages kept
         self.model, self.device = model, device
         self.side.clear()
         m = model.manifest
@@ -160,6 +162,7 @@ class Backend:
         if model is None:
             device = self.device
             model = self.side[name] = self.registry.load_model(name, None if device in ("", "auto") else device)
+            torch_env.release_unused_gpu_pages()  # the detector's torchvision loads more of them
         return model
 
     # ------------------------------------------------------------------ inference

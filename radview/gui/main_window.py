@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from radview import malloc
+from radview import malloc, torch_env
 from radview.gui import settings as cfg
 from radview.gui.menus import MenusMixin
 from radview.gui.panels import PanelsMixin
@@ -45,6 +45,7 @@ class MainWindow(StatusBarMixin, MenusMixin, PanelsMixin, ViewerToolsMixin, Prio
         that the window paints at once; build() adds the rest (numpy, superqt, the viewer)."""
         super().__init__()
         malloc.tune()  # few malloc arenas, big buffers mmapped: RSS stays flat while browsing
+        torch_env.lean_import()  # before the executor imports torch: no unused GPU compiler
         self._shown_count = 0
         self.setWindowTitle("radview")
         self.setAcceptDrops(True)
@@ -324,7 +325,7 @@ class MainWindow(StatusBarMixin, MenusMixin, PanelsMixin, ViewerToolsMixin, Prio
             self.studyShown.emit(study)
             self._shown_count += 1
             if self._shown_count % 256 == 0:  # freed heap pages back to the OS, off this thread
-                malloc.trim_in_background()
+                malloc.trim_in_background(torch_env.release_unused_gpu_pages)
             nxt = self.browser.neighbour(study.key, 1)  # prefetch the next study's pixels
             if nxt is not None:
                 for v in nxt.views[:4]:

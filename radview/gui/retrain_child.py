@@ -18,6 +18,9 @@ def run(model: str, data: str | None, settings: dict[str, Any], queue: Any, canc
             os.nice(5)  # the app's GUI and inference keep the upper hand on shared cores
         except OSError:
             pass
+    from radview import torch_env
+
+    torch_env.lean_import()  # a spawned process: before the training core imports torch
     from radview.train.loop import EpochEnd, Step
     from radview.train.run import TrainResult, retrain
 

@@ -172,6 +172,24 @@ def test_browser_filter_and_sort(qtbot, make_window, open_and_wait, image_folder
     assert names == sorted(names, reverse=True)
 
 
+def test_filtering_by_patient_keeps_that_patients_studies(qtbot, make_window, open_and_wait, mura_folder):
+    """Typing a patient id shows that patient's studies (not an empty patient row), and a
+    study's views stay under it; another patient's studies are hidden."""
+    w = make_window()
+    open_and_wait(w, mura_folder)
+    b = w.browser
+    assert len(b.visible_studies()) == 2
+    b.filter_edit.setText("patient00001")
+    shown = b.visible_studies()
+    assert [s.key for s in shown] == [s.key for s in b.model.studies if "patient00001" in s.key]
+    assert len(shown) == 1 and len(shown[0].views) == 2
+    patient = b.proxy.index(0, 0)
+    assert b.proxy.rowCount(patient) == 1  # the study row is there to click
+    assert b.proxy.rowCount(b.proxy.index(0, 0, patient)) == 2  # and its two views
+    b.filter_edit.setText("")
+    assert len(b.visible_studies()) == 2
+
+
 def test_thumbnails_are_made_in_the_background_and_cached(qtbot, make_window, open_and_wait, image_folder):
     w = make_window()
     open_and_wait(w, image_folder)

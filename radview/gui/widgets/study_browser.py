@@ -367,7 +367,8 @@ class StudyModel(QAbstractItemModel):
 class StudyFilter(QSortFilterProxyModel):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setRecursiveFilteringEnabled(True)
+        self.setRecursiveFilteringEnabled(True)  # a matching study keeps its patient row
+        self.setAutoAcceptChildRows(True)  # and a matching patient (or study) keeps its studies and views
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setSortRole(SORT_ROLE)
         self.setFilterKeyColumn(-1)
