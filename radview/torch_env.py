@@ -16,7 +16,7 @@ and eager CPU and CUDA inference and training do not need it.
 process). Once torch is imported it is too late to change anything: then this does nothing.
 
 The CUDA wheels of torch link its CUDA libraries (cuBLASLt, NVRTC, nvJitLink, libtorch_cuda,
-...) whatever the machine: their static initialisers touch ~260 MB of their read-only pages at
+...) whatever the machine: their static initialisers touch ~280 MB of their read-only pages at
 `import torch`, measured on this 2-core CPU box, and nothing runs their code again when no GPU
 is used. Those pages are clean copies of the files on disk, so the kernel can drop them:
 
