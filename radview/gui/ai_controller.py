@@ -80,6 +80,7 @@ class AIController(RoutingMixin, QObject):
         self.box_preds: dict[str, Prediction] = {}
         self.box_study: dict[str, StudyPrediction] = {}
         self.skips: dict[tuple[str, str], str] = {}   # (model, study key) -> why it was not run
+        self.asked: dict[str, tuple] = {}  # study key -> (refs, metas): "Run on this study" pressed on it
         self.body_parts: dict[str, object] = {}       # study key -> routing.BodyPartVerdict
         ex = executor
         ex.ready.connect(self._ready)
@@ -254,6 +255,7 @@ class AIController(RoutingMixin, QObject):
         self.box_preds.clear()
         self.box_study.clear()
         self.skips.clear()
+        self.asked.clear()
         self.body_parts.clear()
         if self.model_info is not None or (self.side_models() and not self.model_name):
             # (a heatmap model still loading queues the folder when it arrives: no new

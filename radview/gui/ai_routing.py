@@ -96,10 +96,12 @@ class RoutingMixin:
         if study is None or not model:
             return
         names = [model] + [m for (m, k) in self.skips if k == study.key and m != model]
-        refs = tuple(v.ref for v in study.views)
+        refs, metas = tuple(v.ref for v in study.views), view_metas(study)
+        # a model whose routing of this study is still on its way is run too when its skip arrives
+        self.asked[study.key] = (refs, metas)
         for name in names:
             self.skips.pop((name, study.key), None)
-            self.ex.run_anyway(study.key, refs, name, view_metas(study))
+            self.ex.run_anyway(study.key, refs, name, metas)
         self._browser_body_part(study.key)
         self.status.emit(f"running {', '.join(names)} on this study as asked")
         self._show_routes(study)
@@ -161,6 +163,10 @@ class RoutingMixin:
 
     def _skipped(self, gen: int, model: str, key: str, reason: str) -> None:
         if gen != self.gen:
+            return
+        if key in self.asked:  # the user asked for every model on this study before this skip came
+            refs, metas = self.asked[key]
+            self.ex.run_anyway(key, refs, model, metas)
             return
         self.skips[(model, key)] = reason
         if model == self.model_name:

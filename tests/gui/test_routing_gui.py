@@ -167,3 +167,32 @@ def test_the_heatmap_model_is_routed_too_and_runs_on_a_hand_only_when_asked(make
     # the button goes when no model of the study is marked skipped: the detector, asked for too, as
     # well (its first load imports torchvision: over 10 s on a loaded 2-core machine): a hang guard
     qtbot.waitUntil(lambda: not w.ai_panel.run_anyway_button.isVisible(), timeout=60000)
+
+
+def test_run_on_this_study_also_covers_a_skip_that_arrives_after_the_click(make_window, open_and_wait,
+                                                                           mixed_folder, tiny_chest, qtbot):
+    """"Run on this study" asks for every model routing skipped on the study. A model whose skip
+    was still on its way when the user clicked (the detector's routing of the study not done yet)
+    is run when that skip arrives, instead of the button coming back for it."""
+    from radview.models.executor import Skipped
+
+    w = make_window(model=tiny_chest)
+    open_and_wait(w, mixed_folder)
+    qtbot.waitUntil(lambda: w.ai.model_info is not None, timeout=60000)
+    ai = w.ai
+    hand = _study(w, "hand.dcm")
+    qtbot.waitUntil(lambda: (tiny_chest, hand.key) in ai.skips and _routed(w, hand), timeout=120000)
+    ai.skips.pop(("rsna-pneumonia", hand.key), None)  # as if the detector's skip had not come yet
+    w.show_study(hand)
+    qtbot.waitUntil(lambda: w.ai_panel.run_anyway_button.isVisible(), timeout=5000)
+    w.ai_panel.run_anyway_button.click()
+    assert "rsna-pneumonia" not in w.executor.core.requested(hand.key)  # not asked: its skip was not known
+    # the detector's skip of the hand arrives now, through the executor's event sink (the Qt adapter)
+    w.executor._sink(Skipped(ai.gen, "rsna-pneumonia", hand.key, "study is musculoskeletal; rsna-pneumonia is for chest"))
+    qtbot.waitUntil(lambda: "rsna-pneumonia" in w.executor.core.requested(hand.key), timeout=5000)
+    assert ("rsna-pneumonia", hand.key) not in ai.skips
+    qtbot.waitUntil(lambda: hand.key in ai.study_preds and hand.key in ai.box_study, timeout=120000)
+    qtbot.waitUntil(lambda: not w.ai_panel.run_anyway_button.isVisible(), timeout=60000)
+    # and a new folder forgets what was asked
+    open_and_wait(w, mixed_folder)
+    assert not ai.asked
