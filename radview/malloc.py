@@ -68,13 +68,7 @@ def trim() -> bool:
         _trimming.release()
 
 
-def trim_in_background(*also) -> None:
-    """trim() on a short-lived daemon thread (never blocks the caller), then each of `also`
-    (more idle-time releases, e.g. radview.torch_env.release_unused_gpu_pages)."""
-    if not _trimming.locked() and (_glibc() is not None or also):
-        def run() -> None:
-            trim()
-            for fn in also:
-                fn()
-
-        threading.Thread(target=run, name="radview-malloc-trim", daemon=True).start()
+def trim_in_background() -> None:
+    """trim() on a short-lived daemon thread (never blocks the caller)."""
+    if _glibc() is not None and not _trimming.locked():
+        threading.Thread(target=trim, name="radview-malloc-trim", daemon=True).start()

@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg):
         print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True)
 
+    missing = [str(args.data / part / c) for part in ("train", "test") for c in CLASSES
+               if not (args.data / part / c).is_dir()]
+    if missing:
+        ap.error(f"{args.data}: not Kermany's layout (train|test/NORMAL|PNEUMONIA); missing {', '.join(missing)}")
     rng = np.random.default_rng(args.seed)
     train_all = listing(args.data / "train")
     pats = sorted({patient_of(Path(p).name) for _k, p, _y in train_all})

@@ -85,7 +85,10 @@ def load_init_top(model, path) -> None:
     """Blocks 11-15 from a state dict (scripts/pretrain_kermany.py): exactly the top blocks' keys."""
     from radview.models.detector import C4_BLOCK
 
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load fails many ways on a bad file: name it and why
+        raise SystemExit(f"{path}: cannot read the stride-32 blocks' state dict ({type(exc).__name__}: {exc})") from exc
     own = {k for k in model.backbone.body.state_dict() if k.startswith("_blocks.") and int(k.split(".")[1]) > C4_BLOCK}
     if set(sd) != own:
         raise SystemExit(f"{path}: not the stride-32 blocks' state dict ({len(set(sd) ^ own)} keys differ)")
@@ -284,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="measure a saved model's challenge-DICOM results again (after a change of the inference "
                          "path) and rewrite its manifest and card; no training")
     args = ap.parse_args(argv)
+    if args.init_top is not None and not args.init_top.is_file():  # say so now, not after the feature cache
+        ap.error(f"--init-top {args.init_top}: no such file (scripts/pretrain_kermany.py writes top_blocks.pt)")
     if args.merge:
         return merge_runs(args.merge, args.out or Path("."))
     if args.refresh_dicoms:

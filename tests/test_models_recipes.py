@@ -177,3 +177,21 @@ def test_detector_architectures_of_the_bundled_manifest_build_offline():
         out = net([torch.rand(3, 512, 512)])
     assert set(out[0]) == {"boxes", "labels", "scores"}
     assert archmod.get_module(net, m.cam_layer) is net.backbone.body
+
+
+def test_kermany_pretraining_inputs_are_checked_first_naming_the_file(tmp_path, capsys):
+    """A wrong --data folder, a missing --init-top file and an unreadable one each stop at once
+    with the path and the reason (before minutes of feature caching)."""
+    with pytest.raises(SystemExit) as e:
+        script("pretrain_kermany").main(["--out", str(tmp_path / "out"), "--data", str(tmp_path)])
+    assert e.value.code == 2 and f"{tmp_path / 'train' / 'NORMAL'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        script("train_rsna").main(["--init-top", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "none.pt: no such file" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("not a state dict")
+    from radview.models import arch
+
+    net = arch.build("fcos_lite0_fpn", 2, "detection", size=128)
+    with pytest.raises(SystemExit, match="junk.pt: cannot read the stride-32 blocks' state dict"):
+        script("train_rsna").load_init_top(net, tmp_path / "junk.pt")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()

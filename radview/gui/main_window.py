@@ -325,7 +325,7 @@ class MainWindow(StatusBarMixin, MenusMixin, PanelsMixin, ViewerToolsMixin, Prio
             self.studyShown.emit(study)
             self._shown_count += 1
             if self._shown_count % 256 == 0:  # freed heap pages back to the OS, off this thread
-                malloc.trim_in_background(torch_env.release_unused_gpu_pages)
+                malloc.trim_in_background()
             nxt = self.browser.neighbour(study.key, 1)  # prefetch the next study's pixels
             if nxt is not None:
                 for v in nxt.views[:4]:
