@@ -44,11 +44,20 @@ print(json.dumps({"applied": applied, "lean": torch_env.applied(), "dynamo": "to
 """
 
 
-def _probe(**env) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300,
+def _output(code: str, **env) -> str:
+    """What a fresh interpreter running `code` prints (it must succeed)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, **env})
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout
+
+
+def _run(code: str, **env) -> list[str]:
+    return _output(code, **env).split()
+
+
+def _probe(**env) -> dict:
+    return json.loads(_output(PROBE, **env).strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +115,6 @@ Anonymous:            64 kB
     assert gpu_library_mappings(smaps) == [(0x7F0000000000, 0x100000, "/v/site-packages/nvidia/cu13/lib/libcublasLt.so.13")]
 
 
-def _run(code: str, **env) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                         env={**os.environ, **env})
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split()
-
-
 def test_opt_out_keeps_triton_importable():
     code = "import sys; from radview import torch_env; print(torch_env.lean_import(), 'triton' in sys.modules)"
     assert _run(code, RADVIEW_TRITON="1") == ["False", "False"]
@@ -138,8 +140,6 @@ def test_the_cli_and_the_window_apply_it():
             "app = make_app(); w = MainWindow(deferred=True); "
             "print('RESULT', sys.modules.get('triton', 0) is None)")
     for env in ({"RADVIEW_TRITON": ""}, {"RADVIEW_TRITON": "1"}):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                             env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **env})
-        assert out.returncode == 0, out.stderr[-3000:]
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")][-1]
+        out = _output(code, QT_QPA_PLATFORM="offscreen", **env)
+        line = [x for x in out.splitlines() if x.startswith("RESULT")][-1]
         assert line.split()[1] == str(env["RADVIEW_TRITON"] != "1"), env
