@@ -516,8 +516,8 @@ def refresh_dicoms(folder: Path, candidates: list[Path] = ()) -> int:
         now["measured_again"] = before.get("measured_again") or (
             time.strftime("%Y-%m-%d") + " through the installed model folder: the same per-image figures")
     else:
-        now["measured_again"] = (time.strftime("%Y-%m-%d") + ": 8-bit DICOMs without a window now get the model input of "
-                                 "their JPEG twins (pixels / 255), not the viewer's auto window; before: "
+        # the figures moved: say what they were (why is the change's to tell, e.g. in its commit)
+        now["measured_again"] = (time.strftime("%Y-%m-%d") + ": the inference path changed since the run; before: "
                                  f"{before.get('positives_with_box_iou40')} of {before.get('positives')} positives hit, "
                                  f"{before.get('negatives_without_box')} of {before.get('negatives')} negatives clear")
     d["metrics"]["challenge_dicoms"] = now
